@@ -1,0 +1,176 @@
+"""Image transforms used by the published recipes, and builders of the torchvision pipelines.
+
+Where each piece comes from:
+
+* **Normalisation only / flip + normalisation** (MNIST, Fashion-MNIST): the STBP reference code
+  (Wu et al., "Spatio-temporal backpropagation for training high-performance spiking neural
+  networks", Front. Neurosci. 2018) trains MNIST with ``RandomHorizontalFlip`` + ``Normalize``.
+* **Random crop (padding 4) + horizontal flip + normalisation** (CIFAR-10/100): the STBP reference
+  code's CIFAR recipe, the standard ResNet CIFAR augmentation (He et al., CVPR 2016); the IDE
+  reference scripts (pkuxmq/IDE-FSNN, ``cifar_*.py``) use the same pipeline.
+* **Cutout** (DeVries & Taylor, "Improved regularization of convolutional neural networks with
+  cutout", arXiv:1708.04552): one square hole of side 16 (CIFAR-10) / 8 (CIFAR-100), applied after
+  normalisation as in the authors' code; opt-in (``cutout: true``) for recipes that use it.
+* **AutoAugment** (Cubuk et al., "AutoAugment: learning augmentation policies from data",
+  CVPR 2019), torchvision's CIFAR10 policy, applied to the PIL image after crop and flip; opt-in
+  (``autoaugment: true``).
+* **ImageNet**: the standard torchvision / ResNet recipe, ``RandomResizedCrop`` + flip for training,
+  ``Resize(256)`` + ``CenterCrop(224)`` for evaluation (scaled with ``image_size``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Optional
+
+import torch
+from torchvision import transforms as T
+
+__all__ = [
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
+    "CIFAR100_MEAN",
+    "CIFAR100_STD",
+    "FASHION_MNIST_MEAN",
+    "FASHION_MNIST_STD",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "MNIST_MEAN",
+    "MNIST_STD",
+    "Cutout",
+    "build_test_transform",
+    "build_train_transform",
+    "imagenet_train_transform",
+    "imagenet_val_transform",
+]
+
+MNIST_MEAN: tuple[float, ...] = (0.1307,)
+MNIST_STD: tuple[float, ...] = (0.3081,)
+FASHION_MNIST_MEAN: tuple[float, ...] = (0.2860,)
+FASHION_MNIST_STD: tuple[float, ...] = (0.3530,)
+CIFAR10_MEAN: tuple[float, ...] = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD: tuple[float, ...] = (0.2470, 0.2435, 0.2616)
+CIFAR100_MEAN: tuple[float, ...] = (0.5071, 0.4865, 0.4409)
+CIFAR100_STD: tuple[float, ...] = (0.2673, 0.2564, 0.2762)
+IMAGENET_MEAN: tuple[float, ...] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, ...] = (0.229, 0.224, 0.225)
+
+
+class Cutout:
+    """Zero ``n_holes`` square patches of side ``length`` of a ``[C, H, W]`` tensor.
+
+    DeVries & Taylor, "Improved regularization of convolutional neural networks with cutout"
+    (arXiv:1708.04552). As in the authors' code, each hole's centre is drawn uniformly over the
+    image and the square is clipped at the borders, so a hole near an edge zeroes less than
+    ``length * length`` pixels; a hole fully inside zeroes exactly ``length * length`` pixels in
+    every channel. (For odd ``length`` the square spans ``centre - length // 2`` to
+    ``centre - length // 2 + length``, so its side is exactly ``length``.) Apply it to a tensor,
+    i.e. after ``ToTensor``/``Normalize``.
+
+    Args:
+        n_holes: number of patches to cut out of each image.
+        length: side of each square patch, in pixels.
+        generator: optional :class:`torch.Generator`; by default the global torch RNG is used, which
+            Lightning seeds per DataLoader worker.
+    """
+
+    def __init__(self, n_holes: int = 1, length: int = 16, generator: Optional[torch.Generator] = None) -> None:
+        if n_holes < 0:
+            raise ValueError(f"n_holes must be >= 0, got {n_holes}")
+        if length < 0:
+            raise ValueError(f"length must be >= 0, got {length}")
+        self.n_holes = n_holes
+        self.length = length
+        self.generator = generator
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        if not isinstance(img, torch.Tensor) or img.dim() < 2:
+            raise TypeError("Cutout expects a tensor [..., H, W]; put it after ToTensor()")
+        h, w = img.shape[-2], img.shape[-1]
+        mask = torch.ones((h, w), dtype=img.dtype, device=img.device)
+        for _ in range(self.n_holes):
+            cy = int(torch.randint(h, (1,), generator=self.generator))
+            cx = int(torch.randint(w, (1,), generator=self.generator))
+            y1, x1 = cy - self.length // 2, cx - self.length // 2
+            y2, x2 = y1 + self.length, x1 + self.length
+            mask[max(y1, 0) : min(y2, h), max(x1, 0) : min(x2, w)] = 0
+        return img * mask
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(n_holes={self.n_holes}, length={self.length})"
+
+
+def build_train_transform(
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    crop_size: Optional[int] = None,
+    padding: int = 4,
+    flip: bool = True,
+    autoaugment: bool = False,
+    cutout_length: int = 0,
+    cutout_holes: int = 1,
+) -> T.Compose:
+    """Training pipeline for small images (PIL in, normalised float tensor out).
+
+    Order: ``RandomCrop(crop_size, padding)`` (if ``crop_size``) -> ``RandomHorizontalFlip``
+    (if ``flip``) -> ``AutoAugment(CIFAR10)`` (if ``autoaugment``) -> ``ToTensor`` -> ``Normalize``
+    -> ``Cutout`` (if ``cutout_length > 0``).
+
+    * MNIST (STBP repo): ``build_train_transform(MNIST_MEAN, MNIST_STD)`` -- flip + normalise.
+    * CIFAR (STBP repo): ``build_train_transform(CIFAR10_MEAN, CIFAR10_STD, crop_size=32)`` --
+      random crop with padding 4 + flip + normalise, optionally AutoAugment and Cutout.
+    """
+    ops: list = []
+    if crop_size is not None:
+        ops.append(T.RandomCrop(crop_size, padding=padding))
+    if flip:
+        ops.append(T.RandomHorizontalFlip())
+    if autoaugment:
+        ops.append(T.AutoAugment(T.AutoAugmentPolicy.CIFAR10))
+    ops += [T.ToTensor(), T.Normalize(tuple(mean), tuple(std))]
+    if cutout_length > 0 and cutout_holes > 0:
+        ops.append(Cutout(n_holes=cutout_holes, length=cutout_length))
+    return T.Compose(ops)
+
+
+def build_test_transform(mean: Sequence[float], std: Sequence[float]) -> T.Compose:
+    """Evaluation pipeline for small images: ``ToTensor`` -> ``Normalize``."""
+    return T.Compose([T.ToTensor(), T.Normalize(tuple(mean), tuple(std))])
+
+
+def imagenet_train_transform(
+    image_size: int = 224,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> T.Compose:
+    """Standard ImageNet training pipeline: ``RandomResizedCrop`` + flip + normalise."""
+    return T.Compose(
+        [
+            T.RandomResizedCrop(image_size),
+            T.RandomHorizontalFlip(),
+            T.ToTensor(),
+            T.Normalize(tuple(mean), tuple(std)),
+        ]
+    )
+
+
+def imagenet_val_transform(
+    image_size: int = 224,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> T.Compose:
+    """Standard ImageNet evaluation pipeline: ``Resize(256)`` + ``CenterCrop(224)`` + normalise.
+
+    The resize side scales with ``image_size`` (``round(image_size * 256 / 224)``), so the
+    crop keeps the usual 0.875 ratio at other resolutions.
+    """
+    resize = int(round(image_size * 256 / 224))
+    return T.Compose(
+        [
+            T.Resize(resize),
+            T.CenterCrop(image_size),
+            T.ToTensor(),
+            T.Normalize(tuple(mean), tuple(std)),
+        ]
+    )

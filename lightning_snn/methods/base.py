@@ -1,0 +1,215 @@
+"""``SpikingClassifier``: what every training method shares.
+
+Encoding of the input into a time-major tensor, the readout, loss, torchmetrics top-1/top-5 accuracy,
+neuron state reset before every batch, logging, and a fallback optimiser for use outside the CLI
+(``lightning-snn fit`` replaces it with the config's ``optimizer:`` / ``lr_scheduler:`` sections).
+A method subclass changes how gradients flow (ARCHITECTURE.md) by overriding :meth:`neuron_spec`,
+:meth:`build_backbone` or :meth:`forward`.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from ..backbones import create_backbone
+from ..neurons import STBP_LIF, build_neuron_factory, reset_states
+
+__all__ = ["SpikingClassifier", "direct_encoding", "poisson_encoding", "tet_loss"]
+
+
+def direct_encoding(x: torch.Tensor, T: int) -> torch.Tensor:
+    """Direct (real-valued) input coding: the same image at every step, ``[B, ...] -> [T, B, ...]``."""
+    return x.unsqueeze(0).expand(T, *x.shape)
+
+
+def poisson_encoding(x: torch.Tensor, T: int) -> torch.Tensor:
+    """Rate coding: a Bernoulli spike with probability equal to the intensity, per step.
+
+    The input must be intensities in [0, 1]; anything else raises (values are never clipped).
+    """
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0.0 or hi > 1.0:
+        raise ValueError(
+            f"poisson encoding needs intensities in [0, 1], got values in [{lo:.3g}, {hi:.3g}]; "
+            "turn off input normalisation in the DataModule or use encoding='direct'"
+        )
+    return (torch.rand((T, *x.shape), device=x.device, dtype=x.dtype) < x.unsqueeze(0)).to(x.dtype)
+
+
+def tet_loss(outputs: torch.Tensor, target: torch.Tensor, lamb: float = 1e-3, phi: float = 1.0, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Temporal efficient training loss (Deng et al., ICLR 2022, Eq. 8 and 10).
+
+    ``L = 1/T Σ_t [(1 - λ)·CE(O_t, y) + λ·MSE(O_t, φ)]`` on the per-step outputs ``O_t`` ([T, B, K]).
+    """
+    T = outputs.shape[0]
+    flat = outputs.flatten(0, 1)
+    ce = F.cross_entropy(flat, target.repeat(T), label_smoothing=label_smoothing)
+    if lamb == 0.0:
+        return ce
+    mse = F.mse_loss(flat, torch.full_like(flat, phi))
+    return (1.0 - lamb) * ce + lamb * mse
+
+
+class SpikingClassifier(L.LightningModule):
+    """Base LightningModule of all methods: a backbone from the registry trained as a classifier.
+
+    Args:
+        backbone: registered backbone name (``lightning_snn.backbones.list_backbones()``), or a module.
+        num_classes: number of classes (linked from the DataModule by the CLI).
+        input_shape: ``(C, H, W)`` of one frame (linked from the DataModule by the CLI).
+        T: number of simulation time steps for static images (event data bring their own T).
+        neuron: neuron spec dict, e.g. ``{type: lif, decay: 0.25, v_threshold: 0.2}``; None: STBP's LIF.
+        backbone_kwargs: extra arguments of the backbone constructor.
+        encoding: ``"direct"`` (the image at every step) or ``"poisson"`` (rate coding of [0,1] inputs).
+        loss: ``"ce"`` on the mean output over T (frequency decoding) or ``"tet"``.
+        tet_lambda: λ of the TET loss (MSE regulariser weight).
+        label_smoothing: cross-entropy label smoothing.
+        step_mode: ``"m"`` (time loop inside layers) or ``"s"`` (time loop outside).
+    """
+
+    def __init__(
+        self,
+        backbone: str | nn.Module = "mnistnet",
+        num_classes: int = 10,
+        input_shape: Sequence[int] = (1, 28, 28),
+        T: int = 4,
+        neuron: dict[str, Any] | None = None,
+        backbone_kwargs: dict[str, Any] | None = None,
+        encoding: Literal["direct", "poisson"] = "direct",
+        loss: Literal["ce", "tet"] = "ce",
+        tet_lambda: float = 1e-3,
+        label_smoothing: float = 0.0,
+        step_mode: Literal["m", "s"] = "m",
+    ) -> None:
+        super().__init__()
+        if T < 1:
+            raise ValueError(f"T (time steps) must be >= 1, got {T}")
+        if encoding not in ("direct", "poisson"):
+            raise ValueError(f"encoding must be 'direct' or 'poisson', got {encoding!r}")
+        if loss not in ("ce", "tet"):
+            raise ValueError(f"loss must be 'ce' or 'tet', got {loss!r}")
+        if len(tuple(input_shape)) != 3:
+            raise ValueError(f"input_shape must be (C, H, W), got {tuple(input_shape)}")
+        self.save_hyperparameters(ignore=["backbone"] if isinstance(backbone, nn.Module) else None)
+        self.num_classes = num_classes
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.T = T
+        self.encoding = encoding
+        self.loss_kind = loss
+        self.tet_lambda = tet_lambda
+        self.label_smoothing = label_smoothing
+        self.step_mode = step_mode
+        if isinstance(backbone, nn.Module):
+            self.backbone = backbone
+        else:
+            self.backbone = self.build_backbone(backbone, neuron, dict(backbone_kwargs or {}))
+        top5 = min(5, num_classes)
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc_top5 = MulticlassAccuracy(num_classes, top_k=top5, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc_top5 = MulticlassAccuracy(num_classes, top_k=top5, average="micro")
+
+    # ----------------------------------------------------------------- construction hooks (methods)
+    def neuron_spec(self, neuron: Mapping[str, Any] | None) -> Any:
+        """The neuron factory handed to the backbone. Methods that swap the neuron override this."""
+        return build_neuron_factory(neuron, default=STBP_LIF)
+
+    def build_backbone(self, name: str, neuron: Mapping[str, Any] | None, kwargs: dict[str, Any]) -> nn.Module:
+        c, h, w = self.input_shape
+        kwargs.setdefault("in_channels", c)
+        kwargs.setdefault("input_size", (h, w))
+        return create_backbone(
+            name, num_classes=self.num_classes, neuron=self.neuron_spec(neuron), step_mode=self.step_mode, **kwargs
+        )
+
+    # ------------------------------------------------------------------------------ forward pass
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Turn a batch into the time-major ``[T, B, ...]`` tensor the backbone expects.
+
+        Static images ``[B, C, H, W]`` are encoded over ``T`` steps; event frames ``[B, T, C, H, W]``
+        are transposed once.
+        """
+        if x.dim() == 4:
+            self._check_frame(tuple(x.shape[1:]), x.shape)
+            return direct_encoding(x, self.T) if self.encoding == "direct" else poisson_encoding(x, self.T)
+        if x.dim() == 5:
+            self._check_frame(tuple(x.shape[2:]), x.shape)
+            return x.transpose(0, 1)
+        raise ValueError(f"expected images [B, C, H, W] or event frames [B, T, C, H, W], got a batch of shape {tuple(x.shape)}")
+
+    def _check_frame(self, frame: tuple[int, ...], shape: torch.Size) -> None:
+        if frame != self.input_shape:
+            raise ValueError(
+                f"batch of shape {tuple(shape)} does not match the model's input_shape {self.input_shape} (C, H, W); "
+                "set model.input_shape (the CLI links it from the DataModule)"
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-step outputs ``[T, B, num_classes]`` for a batch (state is reset first)."""
+        reset_states(self.backbone)
+        return self.backbone(self.encode(x))
+
+    @staticmethod
+    def readout(outputs: torch.Tensor) -> torch.Tensor:
+        """Frequency decoding: the mean output over time."""
+        return outputs.mean(0)
+
+    def compute_loss(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.loss_kind == "tet":
+            return tet_loss(outputs, target, self.tet_lambda, label_smoothing=self.label_smoothing)
+        return F.cross_entropy(self.readout(outputs), target, label_smoothing=self.label_smoothing)
+
+    # --------------------------------------------------------------------------- Lightning steps
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        outputs = self(x)
+        loss = self.compute_loss(outputs, y)
+        self.train_acc(self.readout(outputs).detach(), y)
+        self.log("train/loss", loss, prog_bar=True, sync_dist=False)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        if self.trainer is not None and self.trainer.optimizers:
+            self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=False, on_epoch=True)
+        return loss
+
+    def _eval_step(self, batch: Any, stage: str) -> None:
+        x, y = batch
+        outputs = self(x)
+        logits = self.readout(outputs)
+        loss = self.compute_loss(outputs, y)
+        top1, top5 = (self.val_acc, self.val_acc_top5) if stage == "val" else (self.test_acc, self.test_acc_top5)
+        top1(logits, y)
+        top5(logits, y)
+        self.log(f"{stage}/loss", loss, sync_dist=True)
+        self.log(f"{stage}/acc", top1, prog_bar=True)
+        self.log(f"{stage}/acc_top5", top5)
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self.readout(self(x)).softmax(-1)
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        from ..callbacks import FiringRateMonitor
+
+        if self._trainer is not None and any(isinstance(c, FiringRateMonitor) for c in self._trainer.callbacks):
+            return []
+        return [FiringRateMonitor()]
+
+    def configure_optimizers(self) -> Any:
+        """Fallback for use outside the CLI (Adam, lr 1e-3, as the STBP repository).
+
+        ``lightning-snn`` replaces this with the config's ``optimizer:`` and ``lr_scheduler:`` sections.
+        """
+        return torch.optim.Adam(self.parameters(), lr=1e-3)

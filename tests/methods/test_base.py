@@ -1,0 +1,76 @@
+"""SpikingClassifier / BPTT: encoding, readout, losses, state reset, errors."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lightning_snn.methods import BPTT, SpikingClassifier, direct_encoding, poisson_encoding, tet_loss
+from lightning_snn.neurons import ATan, LIFNode
+
+
+def small_model(**kw):
+    kw.setdefault("backbone_kwargs", {"channels": [4, 8], "hidden": 16})
+    return BPTT(backbone="mnistnet", num_classes=10, input_shape=(1, 8, 8), T=3, **kw)
+
+
+def test_direct_and_poisson_encoding():
+    x = torch.rand(2, 1, 8, 8)
+    d = direct_encoding(x, 4)
+    assert d.shape == (4, 2, 1, 8, 8) and torch.equal(d[3], x)
+    torch.manual_seed(0)
+    p = poisson_encoding(torch.full((1000,), 0.3), 50)
+    assert set(p.unique().tolist()) <= {0.0, 1.0} and abs(p.mean().item() - 0.3) < 0.01
+    with pytest.raises(ValueError, match=r"intensities in \[0, 1\]"):
+        poisson_encoding(torch.tensor([-0.5, 0.5]), 2)
+
+
+def test_tet_loss_formula():
+    torch.manual_seed(0)
+    out = torch.randn(4, 3, 5)
+    y = torch.tensor([0, 2, 4])
+    lam = 0.05
+    expected = sum((1 - lam) * F.cross_entropy(out[t], y) + lam * F.mse_loss(out[t], torch.ones_like(out[t])) for t in range(4)) / 4
+    torch.testing.assert_close(tet_loss(out, y, lamb=lam), expected)
+
+
+def test_forward_resets_state_between_batches():
+    torch.manual_seed(0)
+    model = small_model().eval()
+    x = torch.randn(4, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), model(x))
+
+
+def test_event_batches_are_transposed_and_checked():
+    model = small_model()
+    frames = torch.rand(2, 3, 1, 8, 8)  # [B, T, C, H, W]
+    assert model.encode(frames).shape == (3, 2, 1, 8, 8)
+    with pytest.raises(ValueError, match=r"input_shape \(1, 8, 8\)"):
+        model.encode(torch.rand(2, 3, 8, 8))
+    with pytest.raises(ValueError, match="expected images"):
+        model.encode(torch.rand(2, 8, 8))
+
+
+def test_bptt_surrogate_override_and_loss_backward():
+    model = small_model(surrogate={"name": "atan", "alpha": 3.0}, loss="tet")
+    nodes = [m for m in model.modules() if isinstance(m, LIFNode)]
+    assert nodes and all(isinstance(n.surrogate, ATan) and n.surrogate.alpha == 3.0 for n in nodes)
+    x, y = torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
+    loss = model.compute_loss(model(x), y)
+    loss.backward()
+    assert all(p.grad is not None for p in model.backbone.parameters())
+
+
+def test_bad_neuron_spec_names_the_field():
+    with pytest.raises(ValueError, match="neuron.type: unknown neuron 'izh'"):
+        small_model(neuron={"type": "izh"})
+    with pytest.raises(ValueError, match="invalid arguments for 'lif'"):
+        small_model(neuron={"type": "lif", "decay": 0.5, "bogus": 1})
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="T .* must be >= 1"):
+        SpikingClassifier(T=0)
+    with pytest.raises(ValueError, match="input_shape must be"):
+        SpikingClassifier(input_shape=(8, 8))
+    with pytest.raises(ValueError, match="unknown backbone 'nope'"):
+        SpikingClassifier(backbone="nope")

@@ -1,0 +1,44 @@
+"""Every config in configs/ loads and runs one tiny batch (fast_dev_run) on fake data in the real format."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lightning_snn.cli import build_cli
+from tests.fakes import FAKE_WRITERS
+
+CONFIGS = sorted((Path(__file__).parents[1] / "configs").rglob("*.yaml"))
+CLUSTER_ONLY = {"cluster"}  # configs that need several nodes are parsed, not run (tests/test_cli.py)
+
+
+def _data_class(config: Path) -> str:
+    spec = yaml.safe_load(config.read_text())["data"]
+    return spec["class_path"].rsplit(".", 1)[-1]
+
+
+def test_there_are_configs():
+    assert any(c.name == "quickstart.yaml" for c in CONFIGS)
+
+
+@pytest.mark.parametrize("config", [c for c in CONFIGS if c.parent.name not in CLUSTER_ONLY], ids=lambda p: str(p.relative_to(p.parents[1])))
+def test_config_fast_dev_run(config: Path, tmp_path: Path):
+    name = _data_class(config)
+    assert name in FAKE_WRITERS, f"{config}: no fake-data writer for {name} in tests/fakes.py"
+    FAKE_WRITERS[name](tmp_path / "data")
+    args = [
+        "fit",
+        "--config", str(config),
+        "--trainer.fast_dev_run", "true",
+        "--trainer.accelerator", "cpu",
+        "--trainer.devices", "1",
+        "--trainer.logger", "false",
+        "--trainer.default_root_dir", str(tmp_path / "run"),
+        "--data.init_args.batch_size", "4",
+    ]
+    if name != "DigitsDataModule":
+        args += ["--data.init_args.root", str(tmp_path / "data")]
+    cli = build_cli(args)
+    assert cli.trainer.state.finished
+    assert cli.trainer.global_step == 1  # one optimiser step was taken
