@@ -7,13 +7,16 @@ that wrap them (:mod:`lightning_snn.methods`), datasets are LightningDataModules
 __version__ = "0.1.0"
 
 from .backbones import create_backbone, list_backbones, register_backbone
-from .callbacks import FiringRateMonitor
-from .methods import BPTT, SpikingClassifier
+from .callbacks import FiringRateMonitor, QuantizationAwareTraining
+from .methods import BPTT, DSR, RateBP, SpikingClassifier
 from .neurons import IFNode, LIFNode, reset_states, set_step_mode
 
 __all__ = [
     "BPTT",
+    "DSR",
     "FiringRateMonitor",
+    "QuantizationAwareTraining",
+    "RateBP",
     "IFNode",
     "LIFNode",
     "SpikingClassifier",

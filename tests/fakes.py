@@ -27,6 +27,7 @@ import numpy as np
 PathLike = Union[str, os.PathLike]
 
 __all__ = [
+    "CIFAR10DVS_CLASSES",
     "EVENTS",
     "FAKE_WRITERS",
     "make_events",

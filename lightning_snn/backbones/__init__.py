@@ -23,3 +23,31 @@ __all__ = [
     "resnet18",
     "resnet19",
 ]
+
+from .rate_bp_vgg import RateBPVGG, vggsnn_cifar, vggsnn_dvs  # noqa: E402  (Rate-BP VGGs)
+
+__all__ += ["RateBPVGG", "vggsnn_cifar", "vggsnn_dvs"]
+
+from .reversible import ReversibleBlock, ReversibleSequence, is_reversible, set_reversible  # noqa: E402  (RevSNN)
+from .revs_former import RevSFormer, revsformer_2_256, revsformer_2_384, revsformer_4_384  # noqa: E402
+from .revs_resnet import RevSResNet, revs_resnet21, revs_resnet24, revs_resnet37  # noqa: E402
+
+__all__ += [
+    "RevSFormer",
+    "RevSResNet",
+    "ReversibleBlock",
+    "ReversibleSequence",
+    "is_reversible",
+    "revs_resnet21",
+    "revs_resnet24",
+    "revs_resnet37",
+    "revsformer_2_256",
+    "revsformer_2_384",
+    "revsformer_4_384",
+    "set_reversible",
+]
+
+from .dsr_vgg import DSRVGG, dsr_vgg11  # noqa: E402  (DSR's DVS-CIFAR10 VGG-11)
+from .preact_resnet import PreActBlock, PreActResNet, preact_resnet18, preact_resnet18_imagenet  # noqa: E402  (DSR)
+
+__all__ += ["DSRVGG", "PreActBlock", "PreActResNet", "dsr_vgg11", "preact_resnet18", "preact_resnet18_imagenet"]

@@ -1,4 +1,9 @@
 """Lightning callbacks: firing-rate monitoring (more: quantization-aware training, calibration)."""
 from .firing_rate import FiringRateMonitor, firing_rates
+from .quantization import QuantizationAwareTraining
 
-__all__ = ["FiringRateMonitor", "firing_rates"]
+__all__ = ["FiringRateMonitor", "QuantizationAwareTraining", "firing_rates"]
+
+from .calibration import ThresholdCalibration, calibrate_thresholds  # noqa: E402  (DSR hybrid pipeline)
+
+__all__ += ["ThresholdCalibration", "calibrate_thresholds"]

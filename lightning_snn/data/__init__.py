@@ -7,6 +7,7 @@ construction so that ``LightningCLI`` can link them into the model.
 
 from .base import DatasetError, SpikingDataModule
 from .digits import DigitsDataModule
+from .neuromorphic import CIFAR10DVSDataModule, DVSGestureDataModule, NMNISTDataModule
 from .transforms import Cutout
 from .vision import (
     CIFAR10DataModule,
@@ -19,11 +20,14 @@ from .vision import (
 __all__ = [
     "CIFAR10DataModule",
     "CIFAR100DataModule",
+    "CIFAR10DVSDataModule",
+    "DVSGestureDataModule",
     "Cutout",
     "DatasetError",
     "DigitsDataModule",
     "FashionMNISTDataModule",
     "ImageNetDataModule",
     "MNISTDataModule",
+    "NMNISTDataModule",
     "SpikingDataModule",
 ]

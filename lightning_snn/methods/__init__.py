@@ -3,3 +3,11 @@ from .base import SpikingClassifier, direct_encoding, poisson_encoding, tet_loss
 from .bptt import BPTT
 
 __all__ = ["BPTT", "SpikingClassifier", "direct_encoding", "poisson_encoding", "tet_loss"]
+
+from .rate_bp import RateBP  # noqa: E402  (Rate-BP)
+
+__all__ += ["RateBP"]
+
+from .dsr import DSR  # noqa: E402  (DSR)
+
+__all__ += ["DSR"]

@@ -141,6 +141,11 @@ class SpikingClassifier(L.LightningModule):
             return direct_encoding(x, self.T) if self.encoding == "direct" else poisson_encoding(x, self.T)
         if x.dim() == 5:
             self._check_frame(tuple(x.shape[2:]), x.shape)
+            if x.shape[1] != self.T:
+                raise ValueError(
+                    f"event batch of shape {tuple(x.shape)} has T={x.shape[1]} frames but the model was built with "
+                    f"T={self.T}; set model.init_args.T to the DataModule's T"
+                )
             return x.transpose(0, 1)
         raise ValueError(f"expected images [B, C, H, W] or event frames [B, T, C, H, W], got a batch of shape {tuple(x.shape)}")
 

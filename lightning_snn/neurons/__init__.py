@@ -25,3 +25,14 @@ __all__ = [
     "set_step_mode",
     "threshold_of",
 ]
+
+from .dsr import (  # noqa: E402  (DSR neurons; registers dsr_if, dsr_lif, ann_relu)
+    DSRIFNode,
+    DSRLIFNode,
+    DSRNode,
+    ReLUActivation,
+    representation_weights,
+    spike_representation,
+)
+
+__all__ += ["DSRIFNode", "DSRLIFNode", "DSRNode", "ReLUActivation", "representation_weights", "spike_representation"]

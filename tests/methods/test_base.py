@@ -46,6 +46,8 @@ def test_event_batches_are_transposed_and_checked():
     assert model.encode(frames).shape == (3, 2, 1, 8, 8)
     with pytest.raises(ValueError, match=r"input_shape \(1, 8, 8\)"):
         model.encode(torch.rand(2, 3, 8, 8))
+    with pytest.raises(ValueError, match="has T=5 frames but the model was built with T=3"):
+        model.encode(torch.rand(2, 5, 1, 8, 8))
     with pytest.raises(ValueError, match="expected images"):
         model.encode(torch.rand(2, 8, 8))
 

@@ -1,0 +1,330 @@
+"""RevSFormer: the reversible spiking transformer of RevSNN (Zhang & Zhang, AAAI 2024).
+
+The reversible counterpart of Spikingformer: a spiking tokenizer, ``depth`` reversible blocks on a
+two-stream residual of ``2 * embed_dim`` channels, and a linear head on the mean over tokens.
+
+* Tokenizer (``tokenizer="cifar"``, 32x32 -> 8x8 tokens): ``Conv3x3(C -> D/8) + BN``, then
+  ``SN -> Conv3x3 -> BN`` to D/4 and D/2, then ``SN -> MaxPool(3, s2, p1) -> Conv3x3 -> BN`` to D and D.
+  ``tokenizer="dvs"`` (128x128 -> 8x8): ``Conv3x3(C -> D/8) + BN``, then four
+  ``SN -> MaxPool(3, s2, p1) -> Conv3x3 -> BN`` to D/4, D/2, D, D. All convolutions without bias.
+* Streams: the tokenizer output is duplicated, ``X = cat(tok, tok)`` (so X1 = X2 at the start).
+* F = spiking self-attention (SSA) on D channels: ``SN -> {q, k, v}: Conv1d(1x1, no bias) -> BN -> SN``,
+  heads split, ``(q k^T) v * 0.125`` without softmax (a fixed scale whatever the head size), an attention
+  neuron with threshold 0.5, ``Conv1d(1x1, bias) -> BN``.
+* G = spiking MLP: ``SN -> Conv1x1(D -> 4D, bias) -> BN -> SN -> Conv1x1(4D -> D, bias) -> BN``.
+* Head: mean over the 8x8 tokens of the ``2D`` channels, ``Linear(2D -> classes)`` at every time step
+  (the method's mean over T then equals the official head applied to the T-mean; the head is linear).
+  No neuron before the head. Linear weights trunc-normal (std 0.02), zero bias (timm's init).
+
+Registered: ``revsformer_2_384`` and ``revsformer_4_384`` (CIFAR; 5.77M / 9.32M parameters with 10
+classes, the README's 5.76M / 9.32M; 12 heads for CIFAR-10 and 8 for CIFAR-100 in the official configs),
+``revsformer_2_256`` (DVS, 16 heads, 2.57M parameters). Default neuron: LIF τ = 2 (CIFAR) or τ = 1.5
+(DVS) with decay_input, V_th 1, hard reset to 0, detached reset, sigmoid surrogate (α = 4).
+
+``drop_path_rate`` > 0 puts timm-style stochastic depth (one mask per sample, shared over the T steps)
+at the end of F and G, rates growing linearly over the blocks. The official models construct DropPath
+but never apply it, so the default is 0; when active, the reversible blocks replay the RNG in the
+recompute (see ``reversible.py``). ``reversible=False`` builds the non-reversible twin with the same
+parameter names.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import torch
+from timm.layers import DropPath, trunc_normal_
+from torch import nn
+
+from ..neurons import BatchNormThroughTime, NeuronFactory, StepMode, build_neuron_factory
+from .layers import SpikingBackbone, TimeDistributed
+from .registry import register_backbone
+from .reversible import ReversibleBlock, ReversibleSequence, set_reversible
+
+__all__ = [
+    "REVSFORMER_LIF_CIFAR",
+    "REVSFORMER_LIF_DVS",
+    "RevSFormer",
+    "SpikingDropPath",
+    "SpikingMLP",
+    "SpikingSelfAttention",
+    "SpikingTokenizer",
+    "revsformer",
+    "revsformer_2_256",
+    "revsformer_2_384",
+    "revsformer_4_384",
+]
+
+#: RevSFormer's CIFAR neuron: SpikingJelly MultiStepLIFNode(tau=2.0, detach_reset=True).
+REVSFORMER_LIF_CIFAR: dict[str, Any] = {
+    "type": "lif",
+    "tau": 2.0,
+    "decay_input": True,
+    "v_threshold": 1.0,
+    "v_reset": 0.0,
+    "detach_reset": True,
+    "surrogate": {"name": "sigmoid", "alpha": 4.0},
+}
+
+#: RevSFormer's DVS neuron: SpikingJelly MultiStepLIFNode(tau=1.5, detach_reset=True).
+REVSFORMER_LIF_DVS: dict[str, Any] = {**REVSFORMER_LIF_CIFAR, "tau": 1.5}
+
+
+def _set_threshold(node: nn.Module, value: float | None) -> nn.Module:
+    """Give a neuron from the factory another firing threshold (the attention neuron's 0.5)."""
+    if value is None:
+        return node
+    th = getattr(node, "v_threshold", None)
+    if isinstance(th, torch.Tensor):
+        with torch.no_grad():
+            th.fill_(float(value))
+    elif th is not None:
+        node.v_threshold = float(value)
+    return node
+
+
+class SpikingDropPath(DropPath):
+    """timm's DropPath with one mask per *sample*: in multi-step mode ``[T, B, ...]`` the mask is drawn
+    over B and shared by the T steps (timm's own would draw it over the leading T axis)."""
+
+    def __init__(self, drop_prob: float = 0.0, scale_by_keep: bool = True, step_mode: StepMode = "m") -> None:
+        super().__init__(drop_prob, scale_by_keep)
+        self.step_mode: StepMode = step_mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.step_mode == "m":
+            return super().forward(x.transpose(0, 1)).transpose(0, 1)
+        return super().forward(x)
+
+
+class SpikingTokenizer(nn.Module):
+    """Spikingformer's tokenizer (see the module docstring); 4x (``cifar``) or 16x (``dvs``) downsampling."""
+
+    def __init__(
+        self, in_channels: int, embed_dim: int, neuron: NeuronFactory, kind: Literal["cifar", "dvs"] = "cifar"
+    ) -> None:
+        super().__init__()
+        if kind not in ("cifar", "dvs"):
+            raise ValueError(f"tokenizer must be 'cifar' or 'dvs', got {kind!r}")
+        if embed_dim % 8:
+            raise ValueError(f"embed_dim must be a multiple of 8, got {embed_dim}")
+        widths = [embed_dim // 8, embed_dim // 4, embed_dim // 2, embed_dim, embed_dim]
+        pools = [False, False, True, True] if kind == "cifar" else [True, True, True, True]
+        stages: list[nn.Module] = [
+            nn.Sequential(
+                TimeDistributed(nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)), BatchNormThroughTime(widths[0])
+            )
+        ]
+        for cin, cout, pool in zip(widths[:-1], widths[1:], pools):
+            layers: list[nn.Module] = [neuron()]
+            if pool:
+                layers.append(TimeDistributed(nn.MaxPool2d(kernel_size=3, stride=2, padding=1)))
+            layers += [TimeDistributed(nn.Conv2d(cin, cout, 3, 1, 1, bias=False)), BatchNormThroughTime(cout)]
+            stages.append(nn.Sequential(*layers))
+        self.stages = nn.Sequential(*stages)
+        self.kind = kind
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stages(x)
+
+
+class SpikingSelfAttention(nn.Module):
+    """Spiking self-attention (F of a RevSFormer block) on ``[..., C, H, W]`` (``...`` = T, B or B)."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        neuron: NeuronFactory,
+        attn_threshold: float | None = 0.5,
+        scale: float = 0.125,
+        drop_path: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} must be divisible by num_heads {num_heads}")
+        self.dim = dim
+        self.num_heads = num_heads
+        self.scale = float(scale)
+        self.proj_lif = neuron()
+        self.q_conv = TimeDistributed(nn.Conv1d(dim, dim, 1, bias=False))
+        self.q_bn = BatchNormThroughTime(dim)
+        self.q_lif = neuron()
+        self.k_conv = TimeDistributed(nn.Conv1d(dim, dim, 1, bias=False))
+        self.k_bn = BatchNormThroughTime(dim)
+        self.k_lif = neuron()
+        self.v_conv = TimeDistributed(nn.Conv1d(dim, dim, 1, bias=False))
+        self.v_bn = BatchNormThroughTime(dim)
+        self.v_lif = neuron()
+        self.attn_lif = _set_threshold(neuron(), attn_threshold)
+        self.proj_conv = TimeDistributed(nn.Conv1d(dim, dim, 1, bias=True))
+        self.proj_bn = BatchNormThroughTime(dim)
+        self.drop_path = SpikingDropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def _heads(self, t: torch.Tensor) -> torch.Tensor:
+        # [..., C, N] -> [..., heads, N, C / heads]
+        *lead, c, n = t.shape
+        return t.transpose(-1, -2).reshape(*lead, n, self.num_heads, c // self.num_heads).transpose(-2, -3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        x = self.proj_lif(x).flatten(-2)  # [..., C, N]
+        q = self._heads(self.q_lif(self.q_bn(self.q_conv(x))))
+        k = self._heads(self.k_lif(self.k_bn(self.k_conv(x))))
+        v = self._heads(self.v_lif(self.v_bn(self.v_conv(x))))
+        out = (q @ k.transpose(-2, -1)) @ v * self.scale  # [..., heads, N, d], no softmax
+        out = out.transpose(-1, -2).reshape(x.shape)  # [..., C, N], heads concatenated
+        out = self.proj_bn(self.proj_conv(self.attn_lif(out)))
+        return self.drop_path(out.reshape(shape))
+
+
+class SpikingMLP(nn.Module):
+    """Spiking MLP (G of a RevSFormer block): ``SN -> Conv1x1 -> BN -> SN -> Conv1x1 -> BN``."""
+
+    def __init__(self, dim: int, hidden: int, neuron: NeuronFactory, drop_path: float = 0.0) -> None:
+        super().__init__()
+        self.mlp1_lif = neuron()
+        self.mlp1_conv = TimeDistributed(nn.Conv2d(dim, hidden, 1, bias=True))
+        self.mlp1_bn = BatchNormThroughTime(hidden)
+        self.mlp2_lif = neuron()
+        self.mlp2_conv = TimeDistributed(nn.Conv2d(hidden, dim, 1, bias=True))
+        self.mlp2_bn = BatchNormThroughTime(dim)
+        self.drop_path = SpikingDropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.mlp1_bn(self.mlp1_conv(self.mlp1_lif(x)))
+        x = self.mlp2_bn(self.mlp2_conv(self.mlp2_lif(x)))
+        return self.drop_path(x)
+
+
+class _Duplicate(nn.Module):
+    """``cat([x, x])`` along the channel dimension: both streams start from the tokens."""
+
+    def __init__(self, step_mode: StepMode = "m") -> None:
+        super().__init__()
+        self.step_mode: StepMode = step_mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, x], dim=2 if self.step_mode == "m" else 1)
+
+
+class _TokenMean(nn.Module):
+    """``[..., C, H, W] -> [..., C]``: the mean over tokens."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(-2).mean(-1)
+
+
+class RevSFormer(SpikingBackbone):
+    """Reversible spiking transformer (see the module docstring).
+
+    Args:
+        embed_dim: channels D of each stream (the residual is 2D wide).
+        depth: number of reversible blocks.
+        num_heads: attention heads.
+        mlp_ratio: hidden width of the MLP relative to D.
+        num_classes, in_channels, input_size (unused: the head averages over tokens), neuron, step_mode:
+            the backbone contract; ``neuron=None`` uses the variant's LIF (τ 2 CIFAR, τ 1.5 DVS).
+        tokenizer: ``"cifar"`` (4x downsampling) or ``"dvs"`` (16x).
+        reversible: reversible blocks (True) or the non-reversible twin (False).
+        attn_threshold: threshold of the attention neuron (0.5; None keeps the neuron spec's).
+        attn_scale: the fixed scale of ``(q k^T) v`` (0.125).
+        drop_path_rate: stochastic depth at the end of F and G (0: off, as the official models).
+        preserve_rng_state: passed to every block (None: automatic).
+    """
+
+    def __init__(
+        self,
+        embed_dim: int = 384,
+        depth: int = 4,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        input_size: int | Sequence[int] = 32,
+        neuron: NeuronFactory | Mapping[str, Any] | None = None,
+        step_mode: StepMode = "m",
+        tokenizer: Literal["cifar", "dvs"] = "cifar",
+        reversible: bool = True,
+        attn_threshold: float | None = 0.5,
+        attn_scale: float = 0.125,
+        drop_path_rate: float = 0.0,
+        preserve_rng_state: bool | None = None,
+    ) -> None:
+        default = REVSFORMER_LIF_CIFAR if tokenizer == "cifar" else REVSFORMER_LIF_DVS
+        super().__init__(num_classes, build_neuron_factory(neuron, default=default), step_mode)
+        del input_size
+        if depth < 0:
+            raise ValueError(f"depth must be >= 0, got {depth}")
+        self.embed_dim = int(embed_dim)
+        self.depth = int(depth)
+        hidden = int(embed_dim * mlp_ratio)
+        rates = torch.linspace(0.0, float(drop_path_rate), max(depth, 1)).tolist() if drop_path_rate > 0 else [0.0] * depth
+        blocks = [
+            ReversibleBlock(
+                SpikingSelfAttention(embed_dim, num_heads, self.spiking, attn_threshold, attn_scale, rates[i]),
+                SpikingMLP(embed_dim, hidden, self.spiking, rates[i]),
+                step_mode=step_mode,
+                preserve_rng_state=preserve_rng_state,
+            )
+            for i in range(depth)
+        ]
+        self.body = nn.Sequential(
+            SpikingTokenizer(in_channels, embed_dim, self.spiking, tokenizer),
+            _Duplicate(),
+            ReversibleSequence(blocks, reversible=reversible, reuse_output_storage=True),
+            _TokenMean(),
+            TimeDistributed(nn.Linear(2 * embed_dim, num_classes)),
+        )
+        self.apply(self._init_weights)
+        self.finalize()
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    @property
+    def reversible(self) -> bool:
+        return any(m.reversible for m in self.modules() if isinstance(m, ReversibleSequence))
+
+    @reversible.setter
+    def reversible(self, value: bool) -> None:
+        set_reversible(self, value)
+
+    @property
+    def num_blocks(self) -> int:
+        return self.depth
+
+
+def revsformer(**kwargs: Any) -> RevSFormer:
+    """A RevSFormer of any size: ``embed_dim``, ``depth``, ``num_heads``, ``tokenizer``, ..."""
+    return RevSFormer(**kwargs)
+
+
+@register_backbone("revsformer_2_384")
+def revsformer_2_384(**kwargs: Any) -> RevSFormer:
+    """RevSFormer-2-384 (CIFAR): 2 blocks, D = 384, 12 heads; 5.77M params with 10 classes."""
+    kwargs.setdefault("num_heads", 12)
+    return RevSFormer(embed_dim=384, depth=2, **kwargs)
+
+
+@register_backbone("revsformer_4_384")
+def revsformer_4_384(**kwargs: Any) -> RevSFormer:
+    """RevSFormer-4-384 (CIFAR): 4 blocks, D = 384, 12 heads; 9.32M params with 10 classes."""
+    kwargs.setdefault("num_heads", 12)
+    return RevSFormer(embed_dim=384, depth=4, **kwargs)
+
+
+@register_backbone("revsformer_2_256")
+def revsformer_2_256(**kwargs: Any) -> RevSFormer:
+    """RevSFormer-2-256 (CIFAR10-DVS / DVS128 Gesture, 128x128): 2 blocks, D = 256, 16 heads; 2.57M params."""
+    kwargs.setdefault("num_heads", 16)
+    kwargs.setdefault("tokenizer", "dvs")
+    kwargs.setdefault("in_channels", 2)
+    return RevSFormer(embed_dim=256, depth=2, **kwargs)
+
+
+register_backbone("revsformer")(revsformer)

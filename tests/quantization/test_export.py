@@ -1,0 +1,109 @@
+"""Export of a QAT model: integer weights + scales + neuron parameters, reloaded bit-exactly; NIR round trip."""
+import json
+
+import nir
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from lightning_snn.callbacks import QuantizationAwareTraining
+from lightning_snn.cli import main
+from lightning_snn.methods import BPTT
+from lightning_snn.neurons import reset_states
+from lightning_snn.nir_exchange import from_nir, to_nir
+from lightning_snn.quantization import export_quantized, load_quantized
+
+
+def qat_model(bits=4, per_channel=False, backbone="mnistnet", **kw):
+    torch.manual_seed(0)
+    kw.setdefault("backbone_kwargs", {"channels": [4, 8], "hidden": 16})
+    m = BPTT(backbone=backbone, num_classes=10, input_shape=(1, 8, 8), T=3,
+             neuron={"type": "lif", "decay": 0.25, "v_threshold": 0.2}, **kw)
+    QuantizationAwareTraining(bits=bits, per_channel=per_channel).apply(m)
+    with torch.no_grad():  # make the float weights differ from their quantized values
+        for p in m.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return m.eval()
+
+
+@pytest.mark.parametrize("bits,per_channel", [(8, False), (4, True), (2, False)])
+def test_export_reproduces_fake_quantized_outputs_exactly(tmp_path, bits, per_channel):
+    model = qat_model(bits, per_channel)
+    x = torch.randn(16, 1, 8, 8) * 2
+    with torch.no_grad():
+        expected = model(x)
+    st, js = export_quantized(model, tmp_path / "m")
+    tensors = load_file(str(st))
+    meta = json.loads(js.read_text())
+    codes = [v for k, v in tensors.items() if k.endswith(".weight.int")]
+    assert len(codes) == 4 and all(c.dtype == torch.int8 and c.abs().max() <= 2 ** (bits - 1) - 1 for c in codes)
+    assert meta["quantization"]["bits"] == bits
+    assert meta["neurons"][0] == {"name": "backbone.body.1", "type": "LIFNode", "v_threshold": pytest.approx(0.2),
+                                  "decay": 0.25, "input_scale": 1.0, "v_reset": 0.0, "detach_reset": False}
+    reloaded = load_quantized(tmp_path / "m")
+    with torch.no_grad():
+        got = reloaded(x)
+    assert torch.equal(got, expected)
+    assert expected.abs().sum() > 0
+
+
+def test_export_with_batchnorm_backbone(tmp_path):
+    model = qat_model(8, backbone="resnet19", backbone_kwargs={})
+    x = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        expected = model(x)
+    export_quantized(model, tmp_path / "r19")
+    with torch.no_grad():
+        assert torch.equal(load_quantized(tmp_path / "r19")(x), expected)
+
+
+def test_export_errors(tmp_path):
+    plain = BPTT(backbone="mnistnet", num_classes=10, input_shape=(1, 8, 8))
+    with pytest.raises(ValueError, match="no fake-quantized layers"):
+        export_quantized(plain, tmp_path / "x")
+    with pytest.raises(FileNotFoundError, match="x.safetensors does not exist"):
+        load_quantized(tmp_path / "x")
+
+
+def test_nir_round_trip_of_quantized_model(tmp_path):
+    model = qat_model(4)
+    graph = to_nir(model.backbone, (1, 8, 8))
+    assert isinstance(graph.nodes["1"], nir.LIF)
+    nir.write(tmp_path / "m.nir", graph)
+    rebuilt = from_nir(nir.read(tmp_path / "m.nir")).eval()
+    frames = model.encode(torch.randn(8, 1, 8, 8) * 2)
+    with torch.no_grad():
+        reset_states(model)
+        expected = model.backbone(frames)
+        got = rebuilt(frames)
+    assert torch.equal(got, expected)
+
+
+def test_nir_rejects_residual_backbones():
+    with pytest.raises(NotImplementedError, match="no NIR equivalent"):
+        to_nir(qat_model(8, backbone="resnet19", backbone_kwargs={}).backbone, (1, 8, 8))
+
+
+def test_export_command_from_a_qat_checkpoint(tmp_path):
+    """`lightning-snn export` rebuilds the model from the config and writes the integer export + NIR."""
+    import lightning as L
+
+    from lightning_snn.cli import build_cli
+
+    cfg = "configs/stbp/mnist_mnistnet_q4.yaml"
+    from tests.fakes import write_fake_mnist
+
+    write_fake_mnist(tmp_path / "data", "MNIST", n_train=16, n_test=16)
+    args = ["--config", cfg, "--data.init_args.root", str(tmp_path / "data"), "--data.init_args.batch_size", "8"]
+    cli = build_cli(["fit", *args, "--trainer.max_steps", "2", "--trainer.logger", "false", "--trainer.limit_val_batches", "1",
+                     "--trainer.default_root_dir", str(tmp_path), "--test_after_fit", "false"])
+    ckpt = tmp_path / "qat.ckpt"
+    cli.trainer.save_checkpoint(ckpt)
+    main(["export", *args, "--ckpt_path", str(ckpt), "--out", str(tmp_path / "out" / "mnist_q4"), "--nir"])
+    reloaded = load_quantized(tmp_path / "out" / "mnist_q4")
+    assert (tmp_path / "out" / "mnist_q4.nir").is_file()
+    x = torch.randn(4, 1, 28, 28)
+    cli.model.eval()
+    with torch.no_grad():
+        assert torch.equal(reloaded(x), cli.model(x))
+    assert isinstance(L, object)
