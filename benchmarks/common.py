@@ -45,9 +45,10 @@ __all__ = [
     "device_tag",
     "format_bytes",
     "format_table",
+    "interleaved_timing",
     "load_average",
-    "median",
     "measure_step_memory",
+    "median",
     "resolve_device",
     "setup_torch",
     "synchronize",
@@ -165,7 +166,7 @@ class CpuContention:
         self._own = sum(os.times()[:2])
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         end = _proc_stat_cpu()
         if self._stat is None or end is None:
             return
@@ -219,6 +220,45 @@ def median(values: Sequence[float]) -> float:
     if not values:
         return math.nan
     return float(statistics.median(values))
+
+
+def interleaved_timing(
+    fns: dict[str, Callable[[], Any]],
+    steps: int,
+    device: torch.device,
+    *,
+    wait_idle_s: float = 0.0,
+    retries: int = 0,
+    max_foreign_share: float = 0.15,
+) -> tuple[dict[str, list[float]], dict[str, Any]]:
+    """Time ``steps`` calls of every function in ``fns``, interleaved (round-robin, order rotated each
+    round) so that all see the same machine load; ratios between them are then measured in one window.
+
+    On a shared machine: wait up to ``wait_idle_s`` for an idle CPU first, and when other processes took
+    more than ``max_foreign_share`` of the CPU during the timing, repeat it (up to ``retries`` more
+    times), keeping the least disturbed attempt. Returns ``({name: [seconds, ...]}, info)`` where
+    ``info`` has ``foreign_cpu_share``, ``steal_share`` and ``attempts``.
+    """
+    names = list(fns)
+    best: tuple[dict[str, list[float]], dict[str, Any]] | None = None
+    for attempt in range(1, retries + 2):
+        if wait_idle_s > 0:
+            wait_for_idle_cpu(wait_idle_s)
+        times: dict[str, list[float]] = {n: [] for n in names}
+        with CpuContention() as contention:
+            for i in range(steps):
+                k = i % len(names)
+                for name in names[k:] + names[:k]:
+                    times[name].append(time_call(fns[name], device))
+        info = {**contention.as_dict(), "attempts": attempt}
+        share = contention.foreign_cpu_share
+        if best is None or (share is not None and share < (best[1]["foreign_cpu_share"] or 0.0)):
+            best = (times, info)
+        if share is None or share <= max_foreign_share:
+            break
+    assert best is not None
+    best[1]["attempts"] = attempt
+    return best
 
 
 # --------------------------------------------------------------------------------------------- memory

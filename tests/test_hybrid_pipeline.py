@@ -18,8 +18,8 @@ CONFIGS = Path(__file__).parents[1] / "configs" / "dsr"
 NUM_CLASSES, SIZE = 4, 16
 
 
-def common(root: Path, run_dir: Path) -> list[str]:
-    return [
+def common(root: Path, run_dir: Path | None = None) -> list[str]:
+    args = [
         "--data.init_args.root", str(root),
         "--data.init_args.num_classes", str(NUM_CLASSES),
         "--data.init_args.image_size", str(SIZE),
@@ -30,27 +30,29 @@ def common(root: Path, run_dir: Path) -> list[str]:
         "--trainer.logger", "false",
         "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false",
-        "--trainer.default_root_dir", str(run_dir),
     ]
+    return args + (["--trainer.default_root_dir", str(run_dir)] if run_dir is not None else [])
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
+    """Steps (a) and (b) exactly as the configs chain them (their relative runs/dsr/imagenet/... paths), run in a
+    temporary working directory."""
     tmp = tmp_path_factory.mktemp("hybrid")
     root = write_fake_imagefolder(tmp / "imagenet", num_classes=NUM_CLASSES, n_per_class=4, size=SIZE)
-    ckpt_dir = tmp / "ann_ckpt"
-    # (a) the ANN
-    checkpoint = json.dumps([{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-                              "init_args": {"dirpath": str(ckpt_dir), "save_last": True}}])
-    ann = build_cli(["fit", "--config", str(CONFIGS / "imagenet_preact_resnet18_ann.yaml"), *common(root, tmp / "ann"),
-                     "--trainer.max_epochs", "1", "--trainer.callbacks", checkpoint])
-    ckpt = ckpt_dir / "last.ckpt"
-    assert ann.trainer.state.finished and ckpt.is_file()
-    # (b) calibration: a validation of the ANN checkpoint writes <default_root_dir>/thresholds.json
-    cal = build_cli(["validate", "--config", str(CONFIGS / "imagenet_preact_resnet18_calibrate.yaml"),
-                     *common(root, tmp / "cal"), "--ckpt_path", str(ckpt), "--trainer.limit_val_batches", "1"])
-    thresholds = tmp / "cal" / "thresholds.json"
-    assert cal.trainer.state.finished and thresholds.is_file()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp)
+        # (a) the ANN; the config's ModelCheckpoint writes runs/dsr/imagenet/ann/checkpoints/last.ckpt
+        ann = build_cli(["fit", "--config", str(CONFIGS / "imagenet_preact_resnet18_ann.yaml"), *common(root),
+                         "--trainer.max_epochs", "1"])
+        assert ann.trainer.state.finished
+        # (b) calibration: a validation of the ANN checkpoint writes runs/dsr/imagenet/thresholds.json
+        cal = build_cli(["validate", "--config", str(CONFIGS / "imagenet_preact_resnet18_calibrate.yaml"), *common(root),
+                         "--ckpt_path", "runs/dsr/imagenet/ann/checkpoints/last.ckpt", "--trainer.limit_val_batches", "1"])
+        assert cal.trainer.state.finished
+    ckpt = tmp / "runs/dsr/imagenet/ann/checkpoints/last.ckpt"
+    thresholds = tmp / "runs/dsr/imagenet/thresholds.json"
+    assert ckpt.is_file() and thresholds.is_file()
     return {"root": root, "tmp": tmp, "ckpt": ckpt, "thresholds": thresholds, "ann": ann.model}
 
 

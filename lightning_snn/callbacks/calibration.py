@@ -9,7 +9,7 @@ percentile, of a random sample of at most ten million values, over five batches)
 written to a JSON file that ``DSR(thresholds=...)`` reads in step (c)::
 
     lightning-snn validate --config configs/dsr/imagenet_preact_resnet18_calibrate.yaml \\
-        --ckpt_path runs/dsr/imagenet/ann/last.ckpt
+        --ckpt_path runs/dsr/imagenet/ann/checkpoints/last.ckpt
 
 File format (names are relative to the model's ``backbone``; the SNN's neurons carry the same names)::
 

@@ -11,12 +11,15 @@ The same class trains the ANN of the hybrid ImageNet pipeline (``neuron: {type: 
 and initialises an SNN from that ANN and a threshold file written by
 :class:`~lightning_snn.callbacks.ThresholdCalibration` (``pretrained_ann`` / ``thresholds``)::
 
-    lightning-snn fit      --config configs/dsr/imagenet_preact_resnet18_ann.yaml                 # (a) ANN
+    # (a) the ANN -> runs/dsr/imagenet/ann/checkpoints/last.ckpt
+    lightning-snn fit --config configs/dsr/imagenet_preact_resnet18_ann.yaml
+    # (b) the thresholds -> runs/dsr/imagenet/thresholds.json
     lightning-snn validate --config configs/dsr/imagenet_preact_resnet18_calibrate.yaml \\
-                           --ckpt_path runs/dsr/imagenet/ann/last.ckpt                           # (b) thresholds
-    lightning-snn fit      --config configs/dsr/imagenet_preact_resnet18_if.yaml \\
-                           --model.init_args.pretrained_ann runs/dsr/imagenet/ann/last.ckpt \\
-                           --model.init_args.thresholds runs/dsr/imagenet/thresholds.json         # (c) SNN
+        --ckpt_path runs/dsr/imagenet/ann/checkpoints/last.ckpt
+    # (c) the SNN from both files
+    lightning-snn fit --config configs/dsr/imagenet_preact_resnet18_if.yaml \\
+        --model.init_args.pretrained_ann runs/dsr/imagenet/ann/checkpoints/last.ckpt \\
+        --model.init_args.thresholds runs/dsr/imagenet/thresholds.json
 """
 from __future__ import annotations
 
