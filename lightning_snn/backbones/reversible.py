@@ -84,6 +84,7 @@ __all__ = [
     "ReversibleSequence",
     "set_reversible",
     "is_reversible",
+    "ReversibleBackboneMixin",
     "has_active_randomness",
 ]
 
@@ -503,3 +504,15 @@ def set_reversible(module: nn.Module, reversible: bool) -> None:
 def is_reversible(module: nn.Module) -> bool:
     """True if any block in ``module`` runs reversibly."""
     return any(m.reversible for m in module.modules() if isinstance(m, ReversibleBlock))
+
+
+class ReversibleBackboneMixin:
+    """``reversible`` switch of a backbone built from :class:`ReversibleSequence` stages (RevSResNet, RevSFormer)."""
+
+    @property
+    def reversible(self) -> bool:
+        return any(m.reversible for m in self.modules() if isinstance(m, ReversibleSequence))
+
+    @reversible.setter
+    def reversible(self, value: bool) -> None:
+        set_reversible(self, value)

@@ -39,7 +39,7 @@ from torch import nn
 from ..neurons import BatchNormThroughTime, NeuronFactory, StepMode, build_neuron_factory
 from .layers import SpikingBackbone, TimeDistributed
 from .registry import register_backbone
-from .reversible import ReversibleBlock, ReversibleSequence, set_reversible
+from .reversible import ReversibleBackboneMixin, ReversibleBlock, ReversibleSequence
 
 __all__ = [
     "REVSFORMER_LIF_CIFAR",
@@ -215,7 +215,7 @@ class _TokenMean(nn.Module):
         return x.flatten(-2).mean(-1)
 
 
-class RevSFormer(SpikingBackbone):
+class RevSFormer(ReversibleBackboneMixin, SpikingBackbone):
     """Reversible spiking transformer (see the module docstring).
 
     Args:
@@ -285,14 +285,6 @@ class RevSFormer(SpikingBackbone):
             trunc_normal_(m.weight, std=0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-
-    @property
-    def reversible(self) -> bool:
-        return any(m.reversible for m in self.modules() if isinstance(m, ReversibleSequence))
-
-    @reversible.setter
-    def reversible(self, value: bool) -> None:
-        set_reversible(self, value)
 
     @property
     def num_blocks(self) -> int:

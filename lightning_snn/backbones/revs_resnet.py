@@ -41,7 +41,7 @@ from torch import nn
 from ..neurons import BatchNormThroughTime, NeuronFactory, StepMode, build_neuron_factory
 from .layers import Flatten, SpikingBackbone, TimeDistributed
 from .registry import register_backbone
-from .reversible import ReversibleBlock, ReversibleSequence, set_reversible
+from .reversible import ReversibleBackboneMixin, ReversibleBlock, ReversibleSequence
 
 __all__ = [
     "REVSNN_IF",
@@ -105,7 +105,7 @@ def _downsample(cin: int, cout: int, neuron: NeuronFactory) -> nn.Sequential:
     )
 
 
-class RevSResNet(SpikingBackbone):
+class RevSResNet(ReversibleBackboneMixin, SpikingBackbone):
     """Reversible spiking ResNet (see the module docstring).
 
     Args:
@@ -189,14 +189,6 @@ class RevSResNet(SpikingBackbone):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
         self.finalize()
-
-    @property
-    def reversible(self) -> bool:
-        return any(m.reversible for m in self.modules() if isinstance(m, ReversibleSequence))
-
-    @reversible.setter
-    def reversible(self, value: bool) -> None:
-        set_reversible(self, value)
 
     @property
     def num_blocks(self) -> int:
