@@ -51,3 +51,7 @@ from .dsr_vgg import DSRVGG, dsr_vgg11  # noqa: E402  (DSR's DVS-CIFAR10 VGG-11)
 from .preact_resnet import PreActBlock, PreActResNet, preact_resnet18, preact_resnet18_imagenet  # noqa: E402  (DSR)
 
 __all__ += ["DSRVGG", "PreActBlock", "PreActResNet", "dsr_vgg11", "preact_resnet18", "preact_resnet18_imagenet"]
+
+from .feedback import FeedbackSNN, ide_alexnet_f, ide_cifarnet_f, ide_conv, ide_fc  # noqa: E402  (IDE feedback SNNs)
+
+__all__ += ["FeedbackSNN", "ide_alexnet_f", "ide_cifarnet_f", "ide_conv", "ide_fc"]

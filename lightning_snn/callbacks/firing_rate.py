@@ -1,4 +1,10 @@
-"""Per-layer firing rates of the spiking neurons, measured during validation."""
+"""Per-layer firing rates of the spiking neurons, measured during validation and testing.
+
+Optionally also the distribution of the per-neuron rates of every layer (``distribution=True``): for each
+neuron, spikes / (samples x time steps) over the whole evaluation, summarised per layer by quantiles, the
+fraction of silent neurons and a histogram over [0, 1], as the firing-rate statistics of the IDE paper
+(its ``get_rate`` script, Sec. 5.3).
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -27,24 +33,87 @@ class FiringRateMonitor(L.Callback):
     Counting costs one reduction per neuron call and is switched on only during validation (and
     testing, logged as ``test/...``). Counts are summed over DDP ranks before logging.
 
+    With ``distribution=True`` it also logs, per layer, ``<stage>/firing_rate_dist/<layer>/{p10,p50,p90,max,silent}``
+    (quantiles of the per-neuron rates and the fraction of neurons that never fired) and keeps the
+    per-layer histograms (``bins`` bins over [0, 1]) in :attr:`last_distribution`.
+
     Args:
         per_layer: also log one value per neuron layer (off: only the mean).
         stages: which evaluation loops to monitor.
+        distribution: also collect per-neuron rates (one extra reduction over the batch per neuron call).
+        bins: histogram bins of :attr:`last_distribution`.
     """
 
-    def __init__(self, per_layer: bool = True, stages: tuple[str, ...] = ("val", "test")) -> None:
+    def __init__(
+        self, per_layer: bool = True, stages: tuple[str, ...] = ("val", "test"), distribution: bool = False, bins: int = 20
+    ) -> None:
+        if bins < 1:
+            raise ValueError(f"FiringRateMonitor: bins must be >= 1, got {bins}")
         self.per_layer = per_layer
         self.stages = stages
+        self.distribution = distribution
+        self.bins = bins
         self.last_rates: dict[str, float] = {}
+        self.last_distribution: dict[str, dict[str, Any]] = {}
+        self._hooks: list[Any] = []
+        self._per_neuron: dict[str, list[Any]] = {}
 
     @staticmethod
     def _neurons(pl_module: L.LightningModule) -> list[tuple[str, BaseNode]]:
         return [(n, m) for n, m in pl_module.named_modules() if isinstance(m, BaseNode)]
 
     def _start(self, pl_module: L.LightningModule) -> None:
-        for _, m in self._neurons(pl_module):
+        for name, m in self._neurons(pl_module):
             m.record_rate = True
             m.spike_count = None
+            if self.distribution:
+                self._per_neuron[name] = [None, 0]
+                self._hooks.append(m.register_forward_hook(self._collector(name)))
+
+    def _collector(self, name: str) -> Any:
+        def hook(module: BaseNode, args: Any, out: torch.Tensor) -> None:
+            with torch.no_grad():
+                spikes = out.detach().float()
+                lead = 2 if module.step_mode == "m" else 1  # [T, B, ...] or [B, ...]
+                total = spikes.sum(tuple(range(lead)))
+                slot = self._per_neuron[name]
+                if slot[0] is not None and slot[0].shape != total.shape:
+                    raise RuntimeError(
+                        f"FiringRateMonitor: layer {name!r} changed its neuron shape from {tuple(slot[0].shape)} to "
+                        f"{tuple(total.shape)} during evaluation; per-neuron rates need a fixed input size"
+                    )
+                slot[0] = total if slot[0] is None else slot[0] + total
+                slot[1] += int(torch.tensor(spikes.shape[:lead]).prod())
+
+        return hook
+
+    def _distribution(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> dict[str, float]:
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
+        metrics: dict[str, float] = {}
+        self.last_distribution = {}
+        for name, (total, count) in self._per_neuron.items():
+            if total is None:
+                continue
+            total = total.to(pl_module.device)
+            n = torch.tensor(float(count), device=pl_module.device)
+            gathered_total, gathered_n = pl_module.all_gather(total), pl_module.all_gather(n)
+            if gathered_n.dim() == 1:  # gathered over ranks
+                total, n = gathered_total.sum(0), gathered_n.sum()
+            rates = (total / n.clamp_min(1.0)).flatten().cpu()
+            q = torch.quantile(rates, torch.tensor([0.1, 0.5, 0.9]))
+            silent = float((rates == 0).float().mean())
+            hist = torch.histc(rates, bins=self.bins, min=0.0, max=1.0)
+            self.last_distribution[name] = {
+                "mean": float(rates.mean()), "p10": float(q[0]), "p50": float(q[1]), "p90": float(q[2]),
+                "max": float(rates.max()), "silent": silent, "neurons": rates.numel(),
+                "histogram": hist.tolist(), "bin_edges": torch.linspace(0.0, 1.0, self.bins + 1).tolist(),
+            }
+            for key in ("p10", "p50", "p90", "max", "silent"):
+                metrics[f"{stage}/firing_rate_dist/{name}/{key}"] = self.last_distribution[name][key]
+        self._per_neuron = {}
+        return metrics
 
     def _end(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         neurons = self._neurons(pl_module)
@@ -63,6 +132,8 @@ class FiringRateMonitor(L.Callback):
         metrics: dict[str, Any] = {f"{stage}/firing_rate": float(rates.mean())}
         if self.per_layer:
             metrics.update({f"{stage}/firing_rate/{name}": float(r) for (name, _), r in zip(neurons, rates)})
+        if self.distribution:
+            metrics.update(self._distribution(trainer, pl_module, stage))
         if not trainer.sanity_checking:
             pl_module.log_dict(metrics, rank_zero_only=True)
         for _, m in neurons:

@@ -11,3 +11,7 @@ __all__ += ["RateBP"]
 from .dsr import DSR  # noqa: E402  (DSR)
 
 __all__ += ["DSR"]
+
+from .ide import IDE  # noqa: E402  (IDE)
+
+__all__ += ["IDE"]

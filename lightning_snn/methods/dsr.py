@@ -35,6 +35,7 @@ from torch import nn
 from ..neurons import BaseNode, build_neuron_factory
 from ..neurons.dsr import DSRLIFNode, DSRNode, ReLUActivation, representation_weights
 from .base import SpikingClassifier
+from .warmup import LinearWarmup
 
 __all__ = ["DSR", "DSR_IF", "DSR_LIF", "THRESHOLD_FORMAT", "load_ann_weights", "load_thresholds", "read_thresholds"]
 
@@ -52,7 +53,7 @@ _DSR_TYPES = ("dsr_if", "dsr_lif")
 _ANN_TYPES = ("ann_relu",)
 
 
-class DSR(SpikingClassifier):
+class DSR(LinearWarmup, SpikingClassifier):
     """DSR training (``neuron: {type: dsr_if | dsr_lif, ...}``), or the hybrid pipeline's ANN (``ann_relu``).
 
     Args:
@@ -146,26 +147,6 @@ class DSR(SpikingClassifier):
         if self.thresholds is not None:
             load_thresholds(self.backbone, self.thresholds)
         self._initialised = True
-
-    # ----------------------------------------------------------------------------- LR warm-up
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        if self.warmup_steps <= 0 or self._trainer is None or self.trainer.global_step >= self.warmup_steps:
-            return
-        factor = (self.trainer.global_step + 1) / self.warmup_steps
-        self._scheduled_lrs = []
-        for opt in self.trainer.optimizers:
-            for group in opt.param_groups:
-                self._scheduled_lrs.append(group["lr"])
-                group["lr"] = group["lr"] * factor
-
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self._scheduled_lrs is None:
-            return
-        lrs = iter(self._scheduled_lrs)  # give the scheduler back the rate it set
-        for opt in self.trainer.optimizers:
-            for group in opt.param_groups:
-                group["lr"] = next(lrs)
-        self._scheduled_lrs = None
 
 
 # ============================================================================ file loading helpers
