@@ -8,12 +8,13 @@ __version__ = "0.1.0"
 
 from .backbones import create_backbone, list_backbones, register_backbone
 from .callbacks import FiringRateMonitor, QuantizationAwareTraining
-from .methods import BPTT, DSR, RateBP, SpikingClassifier
+from .methods import BPTT, DSR, IDE, RateBP, SpikingClassifier
 from .neurons import IFNode, LIFNode, reset_states, set_step_mode
 
 __all__ = [
     "BPTT",
     "DSR",
+    "IDE",
     "FiringRateMonitor",
     "QuantizationAwareTraining",
     "RateBP",

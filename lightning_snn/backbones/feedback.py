@@ -130,7 +130,8 @@ class _GainSpectralNorm(nn.Module):
             self.u.copy_(F.normalize(mat @ self.v, dim=0, eps=1e-12))
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        sigma = torch.dot(self.u.to(weight.dtype), self._matrix(weight) @ self.v.to(weight.dtype))
+        with torch.autocast(weight.device.type, enabled=False):  # σ in the weight's own precision
+            sigma = torch.dot(self.u.to(weight.dtype), torch.mv(self._matrix(weight), self.v.to(weight.dtype)))
         return self.gain.clamp(-self.norm_range, self.norm_range) * weight / sigma
 
     def reset(self) -> None:

@@ -85,11 +85,12 @@ class _ValueOf(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, carrier: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        ctx.carrier_dtype = carrier.dtype
         return value.clone()
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return grad, None
+        return grad.to(ctx.carrier_dtype), None
 
 
 class IDE(LinearWarmup, SpikingClassifier):
@@ -180,9 +181,12 @@ class IDE(LinearWarmup, SpikingClassifier):
             drive_const = drive.detach()
 
             def solve(grad: torch.Tensor) -> torch.Tensor:
-                result = implicit_backward(net, a_sim, drive_const, grad, self.solver_max_iter, self.solver_tol, self.solver_memory)
+                # the solve runs in (at least) float32 also under mixed precision
+                dtype = torch.promote_types(grad.dtype, torch.float32)
+                result = implicit_backward(net, a_sim.to(dtype), drive_const.to(dtype), grad.to(dtype),
+                                           self.solver_max_iter, self.solver_tol, self.solver_memory)
                 self._record(result)
-                return result.solution
+                return result.solution.to(grad.dtype)
 
             a_map = ImplicitEquilibriumGradient.apply(a_map, solve)
         return net.classify(_ValueOf.apply(a_map, a_sim)).unsqueeze(0)

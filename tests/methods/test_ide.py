@@ -277,3 +277,17 @@ def test_nmnist_config_on_the_real_samples(tmp_path):
                          "--trainer.default_root_dir", str(tmp_path / "run"), "--data.init_args.batch_size", "2",
                          "--data.init_args.root", str(tmp_path / "data"), "--data.init_args.num_workers", "0"])
     assert cli.trainer.global_step == 1
+
+
+def test_bf16_mixed_precision_training(tmp_path):
+    """Under autocast the map runs in bf16 while the Broyden solve and σ of the feedback stay in float32."""
+    L.seed_everything(0)
+    model = IDE(backbone="ide_alexnet_f", num_classes=10, input_shape=(1, 8, 8), T=4, backbone_kwargs={"channels": [4, 6, 6, 6, 4]})
+    before = model.backbone.input_layer.op.weight.detach().clone()
+    trainer = L.Trainer(max_steps=2, accelerator="cpu", precision="bf16-mixed", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path)
+    trainer.fit(model, DigitsDataModule(batch_size=16))
+    assert torch.isfinite(trainer.callback_metrics["train/loss"])
+    assert trainer.callback_metrics["ide/solver_not_converged"] == 0.0
+    assert model.backbone.input_layer.op.weight.dtype == torch.float32
+    assert not torch.equal(before, model.backbone.input_layer.op.weight)
