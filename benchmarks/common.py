@@ -21,6 +21,8 @@ Peak memory of one step (:func:`measure_step_memory`):
 """
 from __future__ import annotations
 
+import argparse
+import contextlib
 import datetime as _dt
 import json
 import math
@@ -36,7 +38,12 @@ from typing import Any
 import torch
 
 __all__ = [
+    "AMP_DTYPES",
     "RESULTS_DIR",
+    "add_common_args",
+    "amp_context",
+    "backbone_train_step",
+    "make_batch",
     "CpuContention",
     "StepMemory",
     "cpu_cores",
@@ -85,7 +92,10 @@ def load_average() -> list[float] | None:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``"cpu"``, ``"cuda"``, ``"cuda:1"`` -> a device; fails clearly when CUDA is asked for but absent."""
+    """``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"auto"`` (CUDA when available) -> a device; fails clearly
+    when CUDA is asked for but absent."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
@@ -383,6 +393,95 @@ def measure_step_memory(
         saved_tensor_bytes=int(tally.bytes),
         mem_source=_MEM_SOURCE_CPU,
     )
+
+
+# ------------------------------------------------------------------------------------ CLI and steps
+AMP_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def add_common_args(
+    p: argparse.ArgumentParser,
+    benchmark: str,
+    *,
+    default_device: str = "cpu",
+    quick_help: str = "CPU run of about a minute",
+    amp: bool = False,
+) -> argparse.ArgumentParser:
+    """The options every benchmark shares: device, --quick, batch/steps/warm-up, threads, output, and the
+    shared-machine options (--wait-idle, --retries, --max-foreign); ``amp`` adds ``--amp {bf16,fp16}``."""
+    p.add_argument("--device", default=default_device, help=f"cpu, cuda[:i] or auto (default: {default_device})")
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    p.add_argument("--batch-size", type=int, default=None, help="batch size (default: per benchmark and device)")
+    p.add_argument("--steps", type=int, default=None, help="timed steps per configuration (default: per benchmark)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed warm-up steps (default: 3 GPU, 1 CPU)")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: number of cores)")
+    p.add_argument("--out", type=Path, default=None,
+                   help=f"result JSON (default: benchmarks/results/{benchmark}[-<gpu>].json)")
+    p.add_argument("--no-write", action="store_true", help="print the table only")
+    p.add_argument(
+        "--wait-idle", type=float, default=0.0, metavar="SECONDS",
+        help="before timing, wait up to SECONDS for the machine to be >= 85%% idle (default 0)",
+    )
+    p.add_argument(
+        "--retries", type=int, default=0,
+        help="re-time (up to this many more times) when other processes took more than --max-foreign of the "
+        "CPU during the timed steps; the least disturbed attempt is kept (default 0)",
+    )
+    p.add_argument("--max-foreign", type=float, default=0.15, help="see --retries (default 0.15)")
+    if amp:
+        p.add_argument("--amp", choices=sorted(AMP_DTYPES), default=None,
+                       help="autocast forward and loss to this dtype (CUDA; bf16 also on CPU)")
+    return p
+
+
+def amp_context(device: torch.device, amp: str | None) -> contextlib.AbstractContextManager[Any]:
+    """``torch.autocast`` for ``amp`` in :data:`AMP_DTYPES` (None: no autocast)."""
+    if amp is None:
+        return contextlib.nullcontext()
+    if amp not in AMP_DTYPES:
+        raise ValueError(f"--amp must be one of {sorted(AMP_DTYPES)}, got {amp!r}")
+    return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[amp])
+
+
+def make_batch(
+    batch: int, shape: Sequence[int], num_classes: int, device: torch.device, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed random batch ``x: [B, *shape]``, ``y: [B]`` (same values on every device)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, *shape, generator=g).to(device)
+    y = torch.randint(0, num_classes, (batch,), generator=g).to(device)
+    return x, y
+
+
+def backbone_train_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    T: int,
+    *,
+    reset: Callable[[torch.nn.Module], None] | None = None,
+    amp: str | None = None,
+) -> Callable[[], None]:
+    """One BPTT training step of a bare backbone as the methods run it: state reset, direct encoding
+    ``x.unsqueeze(0).expand(T, ...)``, cross-entropy on the mean output over T, backward, optimiser step.
+
+    ``reset`` clears the network's state (default: ``lightning_snn.neurons.reset_states``).
+    """
+    if reset is None:
+        from lightning_snn.neurons import reset_states as reset
+    device = x.device
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        reset(model)
+        with amp_context(device, amp):
+            out = model(x.unsqueeze(0).expand(T, *x.shape))
+            loss = torch.nn.functional.cross_entropy(out.float().mean(0), y)
+        loss.backward()
+        optimizer.step()
+
+    return step
 
 
 # --------------------------------------------------------------------------------------------- output

@@ -30,13 +30,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` and `lightning_snn` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import (  # noqa: E402
+    backbone_train_step,
     default_result_path,
     describe_device,
     format_bytes,
@@ -75,14 +75,7 @@ def build_model(method: str, device: torch.device, seed: int = 0) -> tuple[nn.Mo
 
 
 def make_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, T: int):
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        reset_states(model)
-        out = model(x.unsqueeze(0).expand(T, *x.shape))
-        F.cross_entropy(out.mean(0), y).backward()
-        optimizer.step()
-
-    return step
+    return backbone_train_step(model, optimizer, x, y, T)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

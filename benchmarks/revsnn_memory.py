@@ -61,6 +61,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` and `lightni
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import (  # noqa: E402
+    backbone_train_step,
     default_result_path,
     describe_device,
     format_bytes,
@@ -108,14 +109,7 @@ def build(family: str, depth: int, reversible: bool, width: float, device: torch
 
 
 def make_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, T: int) -> Callable[[], None]:
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        reset_states(model)
-        out = model(x.unsqueeze(0).expand(T, *x.shape))
-        F.cross_entropy(out.mean(0), y).backward()
-        opt.step()
-
-    return step
+    return backbone_train_step(model, opt, x, y, T)
 
 
 def retained_after_forward(model: nn.Module, x: torch.Tensor, y: torch.Tensor, T: int, device: torch.device) -> int:

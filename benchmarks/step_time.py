@@ -35,13 +35,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` and `lightning_snn` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import (  # noqa: E402
+    backbone_train_step,
     default_result_path,
     describe_device,
     format_bytes,
@@ -79,16 +79,7 @@ def build_model(spiking: bool, device: torch.device, seed: int = 0) -> tuple[nn.
 
 def make_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, T: int):
     """One BPTT training step as the BPTT method runs it (direct encoding, CE on the mean over T)."""
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        reset_states(model)
-        out = model(x.unsqueeze(0).expand(T, *x.shape))
-        loss = F.cross_entropy(out.mean(0), y)
-        loss.backward()
-        optimizer.step()
-
-    return step
+    return backbone_train_step(model, optimizer, x, y, T)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -1,11 +1,13 @@
 """Spiking primitives: neurons, surrogate gradients and normalisation (no Lightning in here)."""
 from .factory import NEURONS, STBP_LIF, NeuronFactory, build_neuron_factory, register_neuron, threshold_of
-from .nodes import BaseNode, IFNode, LIFNode, StepMode, reset_states, set_step_mode
+from .nodes import BACKENDS, Backend, BaseNode, IFNode, LIFNode, StepMode, reset_states, set_step_mode
 from .norm import BatchNormThroughTime, ThresholdDependentBatchNorm
 from .surrogate import ATan, Rectangular, Sigmoid, SurrogateGradient, build_surrogate
 
 __all__ = [
     "ATan",
+    "BACKENDS",
+    "Backend",
     "BaseNode",
     "BatchNormThroughTime",
     "IFNode",

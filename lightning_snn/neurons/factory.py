@@ -5,6 +5,10 @@ method can swap the neuron (ARCHITECTURE.md, mechanism 1). In configs the factor
 dict, e.g. the LIF neuron of the STBP repository::
 
     neuron: {type: lif, decay: 0.25, v_threshold: 0.2, v_reset: 0.0, surrogate: {name: rectangular, width: 1.0}}
+
+Every IF/LIF spec takes ``backend`` (``torch``, ``inductor`` or ``triton``; see ``nodes.py``), e.g.
+``{type: lif, decay: 0.25, backend: inductor}``; a backend that cannot run the neuron as specified fails
+here, at configuration time, with a ``ValueError`` naming the unsupported combination.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import torch
 from torch import nn
 
 from .nodes import BaseNode, IFNode, LIFNode
@@ -74,7 +79,5 @@ def build_neuron_factory(spec: Mapping[str, Any] | NeuronFactory | None, default
 
 def threshold_of(neuron: nn.Module, default: float = 1.0) -> float:
     """The firing threshold of a neuron module (used by tdBN to scale its output by α·V_th)."""
-    if isinstance(neuron, BaseNode):
-        return float(neuron.v_threshold)
-    value = getattr(neuron, "v_threshold", default)
-    return float(value)
+    value = neuron.v_threshold if isinstance(neuron, BaseNode) else getattr(neuron, "v_threshold", default)
+    return float(value.detach()) if isinstance(value, torch.Tensor) else float(value)

@@ -257,7 +257,7 @@ def test_lif_matches_spikingjelly_dsr_lif_above_the_bound(tau):
 # ------------------------------------------------------------------------------------- integration
 def test_factory_names_and_firing_rate_counting():
     node = build_neuron_factory({"type": "dsr_lif", "v_threshold": 0.4})()
-    assert isinstance(node, DSRLIFNode) and float(node.v_threshold) == pytest.approx(0.4)
+    assert isinstance(node, DSRLIFNode) and float(node.v_threshold.detach()) == pytest.approx(0.4)
     ann = build_neuron_factory({"type": "ann_relu"})()
     torch.testing.assert_close(ann(torch.tensor([-1.0, 2.0])), torch.tensor([0.0, 2.0]))
     node.record_rate = True
