@@ -61,15 +61,22 @@ class _MultiStepNeuron(torch.autograd.Function):
         th = v_threshold.to(compute_dtype)
         c = 0.0 if v_reset is None else v_reset
         v = v_init.to(compute_dtype)
+        if input_scale != 1.0:
+            x = x * input_scale
         h_seq = torch.empty_like(x)
         s_seq = torch.empty_like(x)
         for t in range(x.shape[0]):
-            h = x[t] * input_scale if input_scale != 1.0 else x[t]
-            h = h + (v if decay == 1.0 else c + decay * (v - c))
-            s = (h >= th).to(compute_dtype)
-            v = h - s * th if v_reset is None else torch.where(s.bool(), torch.full_like(h, v_reset), h)
-            h_seq[t] = h
-            s_seq[t] = s
+            # H[t] and S[t] are written in place into h_seq / s_seq (same arithmetic as the docstring's equations)
+            h = h_seq[t]
+            if decay == 1.0:
+                torch.add(x[t], v, out=h)
+            elif c == 0.0:
+                torch.mul(v, decay, out=h).add_(x[t])
+            else:
+                torch.sub(v, c, out=h).mul_(decay).add_(c).add_(x[t])
+            s = s_seq[t]
+            torch.ge(h, th, out=s)
+            v = h - s * th if v_reset is None else h.masked_fill(s.bool(), v_reset)
         ctx.save_for_backward(h_seq, v_threshold)
         ctx.cfg = (decay, input_scale, v_reset, surrogate, detach_reset, x_seq.dtype, v_init.dtype)
         return s_seq.to(x_seq.dtype), v
@@ -83,25 +90,32 @@ class _MultiStepNeuron(torch.autograd.Function):
         g_v = torch.zeros_like(h_seq[0]) if grad_v_last is None else grad_v_last.to(h_seq.dtype)
         grad_x = torch.empty_like(h_seq)
         g_th = torch.zeros_like(h_seq[0]) if ctx.needs_input_grad[2] else None
+        sg_seq = surrogate.derivative(h_seq - th)  # all steps at once
+        fired_seq = (h_seq >= th).to(h_seq.dtype) if (v_reset is not None or g_th is not None) else None
+        if v_reset is not None:  # per-step factors of the hard reset, for all steps at once
+            keep_seq = 1.0 - fired_seq  # ∂V/∂H through the (1 - S) term
+            reset_gap = None if detach_reset else v_reset - h_seq  # ∂V/∂S
         for t in range(h_seq.shape[0] - 1, -1, -1):
             h = h_seq[t]
-            sg = surrogate.derivative(h - th)
+            sg = sg_seq[t]
             g_s = grad_s_seq[t]
+            g_h = grad_x[t]  # dL/dH[t], written in place
             if v_reset is None:  # V = H - S·Vth
                 if not detach_reset:
                     g_s = g_s - g_v * th
-                g_h = g_s * sg + g_v
+                torch.mul(g_s, sg, out=g_h).add_(g_v)
                 if g_th is not None:
-                    g_th -= g_s * sg + g_v * (h >= th).to(h.dtype)
+                    g_th -= g_s * sg + g_v * fired_seq[t]
             else:  # V = H·(1 - S) + v_reset·S
-                s = (h >= th).to(h.dtype)
                 if not detach_reset:
-                    g_s = g_s + g_v * (v_reset - h)
-                g_h = g_s * sg + g_v * (1.0 - s)
+                    g_s = torch.addcmul(g_s, g_v, reset_gap[t])
+                torch.mul(g_s, sg, out=g_h).addcmul_(g_v, keep_seq[t])
                 if g_th is not None:
                     g_th -= g_s * sg
-            grad_x[t] = g_h * input_scale if input_scale != 1.0 else g_h
             g_v = g_h * decay if decay != 1.0 else g_h
+        if input_scale != 1.0:
+            g_v = g_v.clone()  # may alias grad_x[0]
+            grad_x.mul_(input_scale)
         grad_th = None
         if g_th is not None:
             grad_th = g_th.sum().reshape(v_threshold.shape).to(v_threshold.dtype)
