@@ -7,3 +7,7 @@ __all__ = ["FiringRateMonitor", "QuantizationAwareTraining", "firing_rates"]
 from .calibration import ThresholdCalibration, calibrate_thresholds  # noqa: E402  (DSR hybrid pipeline)
 
 __all__ += ["ThresholdCalibration", "calibrate_thresholds"]
+
+from .summary import SpikingSummary, SynapticOps, count_synaptic_ops  # noqa: E402  (fit-start summary, SOPs)
+
+__all__ += ["SpikingSummary", "SynapticOps", "count_synaptic_ops"]

@@ -206,11 +206,11 @@ class SpikingClassifier(L.LightningModule):
         return self.readout(self(x)).softmax(-1)
 
     def configure_callbacks(self) -> list[L.Callback]:
-        from ..callbacks import FiringRateMonitor
+        from ..callbacks import FiringRateMonitor, SpikingSummary
 
-        if self._trainer is not None and any(isinstance(c, FiringRateMonitor) for c in self._trainer.callbacks):
-            return []
-        return [FiringRateMonitor()]
+        # a callback returned here replaces trainer callbacks of the same type: add only the missing ones
+        present = self._trainer.callbacks if self._trainer is not None else []
+        return [cb() for cb in (FiringRateMonitor, SpikingSummary) if not any(isinstance(c, cb) for c in present)]
 
     def configure_optimizers(self) -> Any:
         """Fallback for use outside the CLI (Adam, lr 1e-3, as the STBP repository).
