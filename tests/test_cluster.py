@@ -63,12 +63,18 @@ def test_multi_node_config_loads_with_its_trainer_layout(tmp_path, restore_seed_
     assert cli.trainer.world_size == 8
     assert cli.model.num_classes == 10 and cli.model.input_shape == (3, 32, 32) and cli.model.T == 2
     assert cli.datamodule.batch_size * cli.trainer.world_size == 64  # the published recipe's global batch
+    # sync_batchnorm: the model installs the plugin that keeps tdBN's time folding and threshold scale
+    from lightning_snn.callbacks import SpikingSyncBatchNorm
+
+    cli.model.trainer = cli.trainer
+    cli.model.configure_model()
+    assert isinstance(cli.trainer.strategy._layer_sync, SpikingSyncBatchNorm)
 
 
 def test_launch_scripts_agree_with_the_config():
     trainer = yaml.safe_load(CONFIG.read_text())["trainer"]
     assert trainer["strategy"] == "ddp" and trainer["accelerator"] == "gpu"
-    assert not trainer.get("sync_batchnorm", False), "SyncBatchNorm would replace the time-folded BN layers"
+    assert trainer.get("sync_batchnorm") is True  # global BN statistics, synchronised by SpikingSyncBatchNorm
 
     opts = _sbatch_options(SBATCH)
     assert int(opts["nodes"]) == trainer["num_nodes"], f"{SBATCH}: --nodes differs from {CONFIG.name} trainer.num_nodes"

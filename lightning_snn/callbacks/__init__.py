@@ -11,3 +11,7 @@ __all__ += ["ThresholdCalibration", "calibrate_thresholds"]
 from .summary import SpikingSummary, SynapticOps, count_synaptic_ops  # noqa: E402  (fit-start summary, SOPs)
 
 __all__ += ["SpikingSummary", "SynapticOps", "count_synaptic_ops"]
+
+from .sync_batchnorm import SpikingSyncBatchNorm  # noqa: E402  (sync_batchnorm for time-folded BatchNorm)
+
+__all__ += ["SpikingSyncBatchNorm"]

@@ -205,6 +205,19 @@ class SpikingClassifier(L.LightningModule):
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         return self.readout(self(x)).softmax(-1)
 
+    def configure_model(self) -> None:
+        """With ``Trainer(sync_batchnorm=True)``, synchronise the time-folded BatchNorm layers (tdBN, BN
+        through time) with :class:`~lightning_snn.callbacks.SpikingSyncBatchNorm` instead of Lightning's
+        plain ``SyncBatchNorm`` swap, which would drop the folding of T and tdBN's α·V_th scale."""
+        from lightning.pytorch.plugins.layer_sync import TorchSyncBatchNorm
+
+        from ..callbacks import SpikingSyncBatchNorm
+
+        strategy = self._trainer.strategy if self._trainer is not None else None
+        # the strategy applies its LayerSync plugin right after this hook (Trainer._run -> strategy.setup)
+        if type(getattr(strategy, "_layer_sync", None)) is TorchSyncBatchNorm:
+            strategy._layer_sync = SpikingSyncBatchNorm()
+
     def configure_callbacks(self) -> list[L.Callback]:
         from ..callbacks import FiringRateMonitor, SpikingSummary
 
