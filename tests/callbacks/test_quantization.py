@@ -28,6 +28,11 @@ def test_qat_8_and_4_bit_accuracy_on_digits(tmp_path):
     L.seed_everything(0)
     fp32_model = BPTT(backbone="mnistnet", num_classes=10, input_shape=(1, 8, 8), T=4, neuron=STBP_LIF,
                       backbone_kwargs={"channels": [16, 32], "hidden": 128, "spiking_output": False})
+    # the quickstart's optimiser: Adam 1e-3 with a cosine schedule over the 30 epochs
+    fp32_model.configure_optimizers = lambda: {
+        "optimizer": (opt := torch.optim.Adam(fp32_model.parameters(), lr=1e-3)),
+        "lr_scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=30),
+    }
     dm = DigitsDataModule(batch_size=32)
     trainer = _trainer(tmp_path, 30)
     trainer.fit(fp32_model, dm)
@@ -36,6 +41,8 @@ def test_qat_8_and_4_bit_accuracy_on_digits(tmp_path):
     for bits in (8, 4):
         L.seed_everything(0)
         model = copy.deepcopy(fp32_model)
+        # QAT fine-tuning of the converged weights at a tenth of the initial rate (the copy's own parameters)
+        model.configure_optimizers = (lambda m: lambda: torch.optim.Adam(m.parameters(), lr=1e-4))(model)
         trainer = _trainer(tmp_path, 10, [QuantizationAwareTraining(bits=bits)])
         trainer.fit(model, dm)
         assert len(list(quantized_layers(model))) == 4
