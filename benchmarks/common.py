@@ -30,6 +30,7 @@ import os
 import platform
 import re
 import statistics
+import weakref
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -315,15 +316,19 @@ class _SavedTensorTally:
 
     def __init__(self, exclude: Iterable[torch.Tensor]) -> None:
         self._exclude = {t.untyped_storage().data_ptr() for t in exclude}
-        self._seen: set[int] = set()
+        # storage address -> the saved tensor that brought it in; a dead entry means that storage was freed,
+        # so a new tensor at the same address (the allocator reuses addresses) is a new storage
+        self._seen: dict[int, weakref.ref[torch.Tensor]] = {}
         self.bytes = 0
 
     def pack(self, t: torch.Tensor) -> torch.Tensor:
         storage = t.untyped_storage()
         ptr = storage.data_ptr()
-        if ptr and ptr not in self._exclude and ptr not in self._seen:
-            self._seen.add(ptr)
-            self.bytes += storage.nbytes()
+        if ptr and ptr not in self._exclude:
+            ref = self._seen.get(ptr)
+            if ref is None or ref() is None:
+                self.bytes += storage.nbytes()
+            self._seen[ptr] = weakref.ref(t)
         return t
 
     @staticmethod
