@@ -168,13 +168,13 @@ def _unit_norm_init(op: nn.Module) -> None:
 
 class SynapticLayer(nn.Module):
     """One weight layer of a feedback SNN: ``op`` (conv / transposed conv / linear), optional BatchNorm,
-    optional 2x2 average pooling, then :class:`VariationalDropout`.
+    then :class:`VariationalDropout` (which validates ``dropout``).
 
     ``forward(x, stats=(mean, var))`` normalises with the given statistics instead of the batch's: the
     input layer uses the statistics of the average input at every time step of an event sample.
     """
 
-    def __init__(self, op: nn.Module, batch_norm: bool = False, pool: bool = False, dropout: float = 0.0, flatten: bool = False) -> None:
+    def __init__(self, op: nn.Module, batch_norm: bool = False, dropout: float = 0.0, flatten: bool = False) -> None:
         super().__init__()
         self.flatten = flatten
         self.op = op
@@ -183,7 +183,6 @@ class SynapticLayer(nn.Module):
         self.bn: nn.Module | None = None
         if batch_norm:
             self.bn = nn.BatchNorm1d(channels) if isinstance(op, nn.Linear) else nn.BatchNorm2d(channels)
-        self.pool = nn.AvgPool2d(2, 2) if pool else None
         self.dropout = VariationalDropout(dropout)
 
     def linear(self, x: torch.Tensor) -> torch.Tensor:
@@ -202,8 +201,6 @@ class SynapticLayer(nn.Module):
                 y = self.bn(y)
             else:
                 y = F.batch_norm(y, stats[0], stats[1], self.bn.weight, self.bn.bias, training=False, eps=self.bn.eps)
-        if self.pool is not None:
-            y = self.pool(y)
         return self.dropout(y)
 
 
@@ -342,20 +339,24 @@ class FeedbackSNN(nn.Module):
                 stats = self.input_layer.batch_stats(self.average_input(x))
         lam = self.leak
         drive = self.input_layer(x) if static else None
-        acc: list[torch.Tensor | None] = [None] * len(self.neurons)
+        acc: list[torch.Tensor] = []
         last: torch.Tensor | None = None
         for t in range(steps):
-            d = drive if static else self.input_layer(x[t], stats)
-            inp = d if last is None else d + self.feedback(last)
-            s = self.neurons[0](inp)
-            spikes = [s]
-            for layer, neuron in zip(self.hidden_layers, self.neurons[1:]):
-                s = neuron(layer(s))
-                spikes.append(s)
-            last = s
-            acc = [sp if a is None else a * lam + sp for a, sp in zip(acc, spikes)]
+            spikes = self._step(drive if static else self.input_layer(x[t], stats), last)
+            last = spikes[-1]
+            acc = spikes if not acc else [a * lam + sp for a, sp in zip(acc, spikes)]
         norm = self.rate_normaliser(steps)
         return [a / norm for a in acc]
+
+    def _step(self, drive: torch.Tensor, last: torch.Tensor | None) -> list[torch.Tensor]:
+        """One time step: the spikes of every layer, given the input drive and the last layer's previous
+        spikes (``None`` at t = 0: no feedback yet)."""
+        s = self.neurons[0](drive if last is None else drive + self.feedback(last))
+        spikes = [s]
+        for layer, neuron in zip(self.hidden_layers, self.neurons[1:]):
+            s = neuron(layer(s))
+            spikes.append(s)
+        return spikes
 
     def equilibrium_map(self, a_last: torch.Tensor, drive: torch.Tensor) -> torch.Tensor:
         """``f(a_N, x̄)`` of the module docstring; ``drive`` is ``F_x(x̄)`` (:meth:`input_layer` output)."""
@@ -377,16 +378,11 @@ class FeedbackSNN(nn.Module):
         """
         lam = self.leak
         outs = []
-        acc = None
-        last = None
+        acc = last = None
         norm = 0.0
         for t in range(x_seq.shape[0]):
-            d = self.input_layer(x_seq[t])
-            s = self.neurons[0](d if last is None else d + self.feedback(last))
-            for layer, neuron in zip(self.hidden_layers, self.neurons[1:]):
-                s = neuron(layer(s))
-            last = s
-            acc = s if acc is None else acc * lam + s
+            last = self._step(self.input_layer(x_seq[t]), last)[-1]
+            acc = last if acc is None else acc * lam + last
             norm = norm * lam + 1.0
             outs.append(self.classify(acc / norm))
         return torch.stack(outs)
@@ -394,12 +390,6 @@ class FeedbackSNN(nn.Module):
 
 def _conv(cin: int, cout: int, k: int, stride: int = 1, bias: bool = True) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, bias=bias)
-
-
-def _check_dropout(dropout: float) -> float:
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
-    return dropout
 
 
 @register_backbone("ide_conv")
@@ -415,7 +405,6 @@ def ide_conv(
 ) -> FeedbackSNN:
     """"64C5s (F64C5)" of IDE (MNIST, N-MNIST): one spiking conv layer (5x5, stride 2, BN) whose
     spikes feed back through a 5x5 conv (spectrally normalised, no bias)."""
-    dropout = _check_dropout(dropout)
     x = SynapticLayer(_conv(in_channels, channels, kernel_size, 2), batch_norm=True, dropout=dropout)
     fb = SynapticLayer(_conv(channels, channels, kernel_size, 1, bias=False), dropout=dropout)
     spectral_normalize(fb.op)
@@ -433,7 +422,6 @@ def ide_fc(
     step_mode: str = "s",
 ) -> FeedbackSNN:
     """"400 (F400)" of IDE (Fashion-MNIST): one fully connected spiking layer with feedback."""
-    dropout = _check_dropout(dropout)
     d_in = in_channels * int(torch.tensor(tuple(input_size)).prod())
     x = SynapticLayer(nn.Linear(d_in, hidden), batch_norm=True, dropout=dropout, flatten=True)
     fb = SynapticLayer(nn.Linear(hidden, hidden, bias=False), dropout=dropout)
@@ -448,7 +436,6 @@ def _multilayer(
     with stride 2), feedback by a 3x3 stride-2 transposed conv (spectrally normalised, no bias)."""
     if len(widths) != 5:
         raise ValueError(f"channels: expected 5 widths (input, s1, s2, s3, s4), got {list(widths)}")
-    dropout = _check_dropout(dropout)
     c0, c1, c2, c3, c4 = widths
     x = SynapticLayer(_conv(in_channels, c0, 3, 2), batch_norm=True, dropout=dropout)
     hidden = [

@@ -35,7 +35,7 @@ from torch import nn
 from ..neurons import BaseNode, build_neuron_factory
 from ..neurons.dsr import DSRLIFNode, DSRNode, ReLUActivation, representation_weights
 from .base import SpikingClassifier
-from .warmup import LinearWarmup
+from .warmup import LinearWarmup, checked_warmup_steps
 
 __all__ = ["DSR", "DSR_IF", "DSR_LIF", "THRESHOLD_FORMAT", "load_ann_weights", "load_thresholds", "read_thresholds"]
 
@@ -81,13 +81,10 @@ class DSR(LinearWarmup, SpikingClassifier):
         warmup_steps: int = 0,
         **kwargs: Any,
     ) -> None:
-        if warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
+        self.warmup_steps = checked_warmup_steps(warmup_steps)
         self.pretrained_ann = pretrained_ann
         self.thresholds = thresholds
-        self.warmup_steps = int(warmup_steps)
         self._initialised = False
-        self._scheduled_lrs: list[float] | None = None
         self.is_ann = False
         self._rep: tuple[float | None, float | None] = (None, None)
         super().__init__(*args, **kwargs)

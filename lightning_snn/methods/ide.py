@@ -22,7 +22,7 @@ end far from a solution (relative residual above ``residual_warning``) or diverg
 """
 from __future__ import annotations
 
-import logging
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,12 +33,9 @@ from ..backbones.feedback import IDE_IF, FeedbackSNN, frozen_batchnorm_stats, hi
 from ..neurons import build_neuron_factory, reset_states
 from .base import SpikingClassifier
 from .broyden import BroydenResult, broyden
-from .warmup import LinearWarmup
+from .warmup import LinearWarmup, checked_warmup_steps
 
 __all__ = ["IDE", "ImplicitEquilibriumGradient", "implicit_backward"]
-
-log = logging.getLogger(__name__)
-
 
 def implicit_backward(
     net: FeedbackSNN,
@@ -122,8 +119,7 @@ class IDE(LinearWarmup, SpikingClassifier):
     ) -> None:
         if solver_max_iter < 0:
             raise ValueError(f"solver_max_iter must be >= 0, got {solver_max_iter}")
-        if warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
+        warmup_steps = checked_warmup_steps(warmup_steps)
         kwargs.setdefault("backbone", "ide_conv")
         super().__init__(*args, **kwargs)
         if not isinstance(self.backbone, FeedbackSNN):
@@ -135,7 +131,7 @@ class IDE(LinearWarmup, SpikingClassifier):
         self.solver_tol = solver_tol
         self.solver_memory = solver_memory
         self.residual_warning = float(residual_warning)
-        self.warmup_steps = int(warmup_steps)
+        self.warmup_steps = warmup_steps
         self.solver_results: list[BroydenResult] = []  # solves of the last backward pass
         self.solver_not_converged = 0  # running count over the whole fit
         self.solver_calls = 0
@@ -161,10 +157,10 @@ class IDE(LinearWarmup, SpikingClassifier):
 
     def _simulate(self, inp: torch.Tensor, static: bool) -> list[torch.Tensor]:
         reset_states(self.net)
-        with torch.no_grad():
-            if self.training:
-                with frozen_batchnorm_stats(self.net.input_layer), hidden_batchnorm_eval([self.net.hidden_layers, self.net.feedback]):
-                    return self.net.simulate(inp, self.T if static else None, static)
+        with torch.no_grad(), contextlib.ExitStack() as stack:
+            if self.training:  # the BatchNorm recipe of the paper's simulation (module docstring, step 1)
+                stack.enter_context(frozen_batchnorm_stats(self.net.input_layer))
+                stack.enter_context(hidden_batchnorm_eval([self.net.hidden_layers, self.net.feedback]))
             return self.net.simulate(inp, self.T if static else None, static)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -224,10 +220,6 @@ class IDE(LinearWarmup, SpikingClassifier):
             on_step=True,
             on_epoch=False,
         )
-
-    def readout(self, outputs: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        """The logits of the equilibrium rate (``outputs`` is ``[1, B, K]``)."""
-        return outputs[-1]
 
     def compute_loss(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.loss_kind == "tet":

@@ -3,7 +3,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["LinearWarmup"]
+__all__ = ["LinearWarmup", "checked_warmup_steps"]
+
+
+def checked_warmup_steps(steps: int) -> int:
+    """``warmup_steps`` as an int, or ``ValueError`` when negative."""
+    if steps < 0:
+        raise ValueError(f"warmup_steps must be >= 0, got {steps}")
+    return int(steps)
 
 
 class LinearWarmup:
@@ -11,7 +18,7 @@ class LinearWarmup:
     optimiser steps the scheduled learning rate is multiplied by ``(step + 1) / warmup_steps`` (per
     iteration, on top of any epoch-wise ``lr_scheduler``), then handed back to the scheduler unchanged.
 
-    The subclass sets ``self.warmup_steps`` (0 disables it) in ``__init__``.
+    The subclass sets ``self.warmup_steps = checked_warmup_steps(...)`` (0 disables it) in ``__init__``.
     """
 
     warmup_steps: int = 0
