@@ -37,6 +37,7 @@ from torch import nn
 from torch.utils.data import IterableDataset, default_collate
 
 from ..neurons import BaseNode, reset_states
+from .firing_rate import firing_rates
 
 __all__ = ["SpikingSummary", "SynapticOps", "count_synaptic_ops", "format_count"]
 
@@ -92,7 +93,6 @@ def count_synaptic_ops(run: Callable[[], Any], model: nn.Module, batch_size: int
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     result = SynapticOps(samples=batch_size)
-    spikes: dict[str, list[float]] = {}
     handles = []
 
     def weight_hook(name: str) -> Callable[..., None]:
@@ -110,30 +110,27 @@ def count_synaptic_ops(run: Callable[[], Any], model: nn.Module, batch_size: int
 
         return hook
 
-    def neuron_hook(name: str) -> Callable[..., None]:
-        def hook(module: nn.Module, args: tuple[Any, ...], out: torch.Tensor) -> None:
-            acc = spikes.setdefault(name, [0.0, 0.0])
-            acc[0] += float(out.detach().float().sum())
-            acc[1] += float(out.numel())
-
-        return hook
-
     for name, m in model.named_modules():
         if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)):
             handles.append(m.register_forward_hook(weight_hook(name)))
-        elif isinstance(m, BaseNode):
-            handles.append(m.register_forward_hook(neuron_hook(name)))
+    # the neurons' own spike counting (as FiringRateMonitor uses it), with any count in progress put back after
+    neurons = [m for m in model.modules() if isinstance(m, BaseNode)]
+    recording = [(m.record_rate, m.spike_count) for m in neurons]
+    for m in neurons:
+        m.record_rate, m.spike_count = True, None
     try:
         run()
+        result.firing_rates = firing_rates(model)
     finally:
         for h in handles:
             h.remove()
+        for m, (record, count) in zip(neurons, recording):
+            m.record_rate, m.spike_count = record, count
     for entry in result.layers.values():
         entry["input_rate"] = entry.pop("nonzero") / max(entry.pop("inputs"), 1.0)
         result.sops += entry["sops"]
         result.macs += entry["macs"]
         result.dense_macs += entry["dense_macs"]
-    result.firing_rates = {n: s / max(c, 1.0) for n, (s, c) in spikes.items()}
     return result
 
 
