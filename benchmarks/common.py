@@ -404,6 +404,14 @@ def measure_step_memory(
 AMP_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def positive_int(text: str) -> int:
+    """argparse ``type`` for counts that must be at least 1 (time steps, depths)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def add_common_args(
     p: argparse.ArgumentParser,
     benchmark: str,

@@ -72,6 +72,7 @@ from benchmarks.common import (  # noqa: E402
     make_batch,
     measure_step_memory,
     median,
+    positive_int,
     resolve_device,
     setup_torch,
     write_results,
@@ -582,17 +583,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_common_args(p, BENCHMARK, default_device="auto", amp=True,
                     quick_help="CPU run of a few minutes: width x1/4, batch 8, T 2 4 8, depths 1 2, 3 timed steps, 1 thread")
     p.add_argument("--methods", nargs="+", default=None, help=f"subset of the registry (default: all that run here)")
-    p.add_argument("--T", type=int, nargs="+", default=None, help="time steps (default: 2 4 8; GPU 2 4 8 16)")
-    p.add_argument("--depths", type=int, nargs="+", default=None, help="blocks per stage (default: 1 2; GPU 1 2 3)")
+    p.add_argument("--T", type=positive_int, nargs="+", default=None, help="time steps (default: 2 4 8; GPU 2 4 8 16)")
+    p.add_argument("--depths", type=positive_int, nargs="+", default=None, help="blocks per stage (default: 1 2; GPU 1 2 3)")
     p.add_argument("--width", type=float, default=None, help="channel multiplier of 64/128/256 (default 1; quick 1/4)")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
                    help="resnet19-cifar10: the ResNet-19 layout at T=4, batch 128 (images/s on a GPU)")
     p.add_argument("--plot", type=Path, default=None, help="PNG path (default: next to the JSON)")
     args = p.parse_args(argv)
-    if args.T and any(t < 1 for t in args.T):
-        p.error("--T values must be >= 1")
-    if args.depths and any(d < 1 for d in args.depths):
-        p.error("--depths values must be >= 1")
     return args
 
 

@@ -44,6 +44,7 @@ from benchmarks.common import (  # noqa: E402
     load_average,
     measure_step_memory,
     median,
+    positive_int,
     resolve_device,
     setup_torch,
     time_call,
@@ -85,13 +86,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=None, help="default: 64 on GPU, 16 on CPU, 8 with --quick")
     p.add_argument("--steps", type=int, default=None, help="timed steps per T and method (default: 10 GPU, 3 CPU, 1 quick)")
     p.add_argument("--warmup", type=int, default=None, help="untimed warm-up steps (default: 3 GPU, 1 CPU)")
-    p.add_argument("--T", type=int, nargs="+", default=[5, 10, 20], help="time steps (default: 5 10 20)")
+    p.add_argument("--T", type=positive_int, nargs="+", default=[5, 10, 20], help="time steps (default: 5 10 20)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: number of cores)")
     p.add_argument("--out", type=Path, default=None, help="result JSON (default: benchmarks/results/dsr[-<gpu>].json)")
     p.add_argument("--no-write", action="store_true", help="print the table only")
     args = p.parse_args(argv)
-    if any(t < 1 for t in args.T):
-        p.error("--T values must be >= 1")
     return args
 
 

@@ -46,6 +46,7 @@ from benchmarks.common import (  # noqa: E402
     make_batch,
     measure_step_memory,
     median,
+    positive_int,
     resolve_device,
     setup_torch,
     write_results,
@@ -92,11 +93,9 @@ def make_step(method: str, model: IDE, optimizer: torch.optim.Optimizer, x: torc
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(p, BENCHMARK, quick_help="CPU run of a few minutes: widths / 4, batch 4, one timed step")
-    p.add_argument("--T", type=int, nargs="+", default=[5, 30, 100], help="time steps (default: 5 30 100)")
+    p.add_argument("--T", type=positive_int, nargs="+", default=[5, 30, 100], help="time steps (default: 5 30 100)")
     p.add_argument("--width", type=float, default=None, help="channel width multiplier (default: 1, 0.25 with --quick)")
     args = p.parse_args(argv)
-    if any(t < 1 for t in args.T):
-        p.error("--T values must be >= 1")
     return args
 
 

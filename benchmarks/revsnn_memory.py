@@ -69,6 +69,7 @@ from benchmarks.common import (  # noqa: E402
     load_average,
     measure_step_memory,
     median,
+    positive_int,
     resolve_device,
     setup_torch,
     synchronize,
@@ -144,8 +145,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="CPU run of 1-2 minutes: widths x1/4 (ResNet) and x1/8 (transformer), batch scaled alike, "
                         "ResNet depths 4 8, one thread")
     p.add_argument("--families", nargs="+", choices=["resnet", "former"], default=["resnet", "former"])
-    p.add_argument("--T", type=int, nargs="+", default=[4, 10], help="time steps (default: 4 10)")
-    p.add_argument("--depths", type=int, nargs="+", default=None,
+    p.add_argument("--T", type=positive_int, nargs="+", default=[4, 10], help="time steps (default: 4 10)")
+    p.add_argument("--depths", type=positive_int, nargs="+", default=None,
                    help="blocks; default former 2 4 8, resnet 4 8 16 (quick: 4 8)")
     p.add_argument("--width", type=float, default=None, help="width multiplier (default 1; quick 1/4 ResNet, 1/8 former)")
     p.add_argument("--batch-size", type=int, default=None,
@@ -155,8 +156,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=None, help="result JSON (default: benchmarks/results/revsnn_memory[-<gpu>].json)")
     p.add_argument("--no-write", action="store_true", help="print the tables only")
     args = p.parse_args(argv)
-    if any(t < 1 for t in args.T):
-        p.error("--T values must be >= 1")
     return args
 
 
