@@ -22,7 +22,7 @@ class SpikingSyncBatchNorm(TorchSyncBatchNorm):
     """Synchronise BatchNorm statistics across processes, time-folded layers included."""
 
     def apply(self, model: nn.Module) -> nn.Module:
-        if isinstance(model, SyncBatchNormThroughTime | nn.SyncBatchNorm):
+        if isinstance(model, nn.SyncBatchNorm):  # already synchronised (ours is a subclass)
             return model
         if isinstance(model, BatchNormThroughTime):
             return SyncBatchNormThroughTime.from_local(model)
