@@ -29,6 +29,13 @@ def test_links_num_classes_and_input_shape_from_data(tmp_path):
     assert cli.model.backbone.num_classes == 100
 
 
+def test_spike_storage_from_the_command_line():
+    cli = build_cli(["--config", str(QUICKSTART), "--model.init_args.spike_storage", "bits", "--trainer.logger", "false"], run=False)
+    assert cli.model.spike_storage == "bits"
+    with pytest.raises(SystemExit):  # jsonargparse rejects a value outside the Literal
+        build_cli(["--config", str(QUICKSTART), "--model.init_args.spike_storage", "int4", "--trainer.logger", "false"], run=False)
+
+
 def test_unknown_backbone_in_config_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match=r"unknown backbone 'resnet1234'; registered backbones: .*resnet19"):
         build_cli(["--config", str(QUICKSTART), "--model.init_args.backbone", "resnet1234", "--trainer.logger", "false"], run=False)

@@ -33,7 +33,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import torch
-from timm.layers import DropPath, trunc_normal_
 from torch import nn
 
 from ..neurons import BatchNormThroughTime, NeuronFactory, StepMode, build_neuron_factory
@@ -83,18 +82,26 @@ def _set_threshold(node: nn.Module, value: float | None) -> nn.Module:
     return node
 
 
-class SpikingDropPath(DropPath):
-    """timm's DropPath with one mask per *sample*: in multi-step mode ``[T, B, ...]`` the mask is drawn
-    over B and shared by the T steps (timm's own would draw it over the leading T axis)."""
+class SpikingDropPath(nn.Module):
+    """timm's DropPath (``timm.layers.drop_path``) with one mask per *sample*: in multi-step mode
+    ``[T, B, ...]`` the mask is drawn over B and shared by the T steps (timm's own would draw it over the
+    leading T axis). timm is imported on first use, not with the package."""
 
     def __init__(self, drop_prob: float = 0.0, scale_by_keep: bool = True, step_mode: StepMode = "m") -> None:
-        super().__init__(drop_prob, scale_by_keep)
+        super().__init__()
+        self.drop_prob = float(drop_prob)
+        self.scale_by_keep = bool(scale_by_keep)
         self.step_mode: StepMode = step_mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from timm.layers import drop_path
+
         if self.step_mode == "m":
-            return super().forward(x.transpose(0, 1)).transpose(0, 1)
-        return super().forward(x)
+            return drop_path(x.transpose(0, 1), self.drop_prob, self.training, self.scale_by_keep).transpose(0, 1)
+        return drop_path(x, self.drop_prob, self.training, self.scale_by_keep)
+
+    def extra_repr(self) -> str:
+        return f"drop_prob={self.drop_prob:g}"
 
 
 class SpikingTokenizer(nn.Module):
@@ -282,7 +289,7 @@ class RevSFormer(ReversibleBackboneMixin, SpikingBackbone):
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
         if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=0.02)
+            nn.init.trunc_normal_(m.weight, std=0.02)  # the distribution of timm's trunc_normal_
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
 

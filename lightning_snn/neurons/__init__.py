@@ -1,4 +1,5 @@
 """Spiking primitives: neurons, surrogate gradients and normalisation (no Lightning in here)."""
+from .compression import SPIKE_STORAGE, SpikeStorage, compress_saved_spikes, note_spikes
 from .factory import NEURONS, STBP_LIF, NeuronFactory, build_neuron_factory, register_neuron, threshold_of
 from .nodes import BACKENDS, Backend, BaseNode, IFNode, LIFNode, StepMode, reset_states, set_step_mode
 from .norm import BatchNormThroughTime, ThresholdDependentBatchNorm
@@ -18,10 +19,14 @@ __all__ = [
     "STBP_LIF",
     "Sigmoid",
     "StepMode",
+    "SPIKE_STORAGE",
+    "SpikeStorage",
     "SurrogateGradient",
     "ThresholdDependentBatchNorm",
     "build_neuron_factory",
     "build_surrogate",
+    "compress_saved_spikes",
+    "note_spikes",
     "register_neuron",
     "reset_states",
     "set_step_mode",

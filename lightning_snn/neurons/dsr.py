@@ -53,6 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .compression import note_spikes
 from .factory import register_neuron
 from .nodes import BaseNode, StepMode
 
@@ -92,6 +93,12 @@ def spike_representation(seq: torch.Tensor, tau: float | None = None, delta_t: f
     return torch.tensordot(p, seq.to(p.dtype), dims=1).to(seq.dtype)
 
 
+def _spike_value(v_threshold: torch.Tensor, x_dtype: torch.dtype, tau: float | None, delta_t: float | None) -> torch.Tensor:
+    """The value of one spike, ``V_th`` (IF) or ``V_th / dt`` (LIF), in the neuron's compute dtype."""
+    th = v_threshold.detach().to(torch.promote_types(x_dtype, torch.float32))
+    return th if tau is None else th / delta_t
+
+
 class _DSRFunction(torch.autograd.Function):
     """Spiking forward over T steps; backward through the representation mapping only."""
 
@@ -102,7 +109,7 @@ class _DSRFunction(torch.autograd.Function):
         x = x_seq.to(dtype)
         th = v_threshold.detach().to(dtype)
         fire_at = alpha * th
-        spike_value = th / delta_t if leaky else th
+        spike_value = _spike_value(v_threshold, x_seq.dtype, tau, delta_t)
         beta = math.exp(-delta_t / tau) if leaky else 1.0
         T = x.shape[0]
         out = torch.empty_like(x)
@@ -228,7 +235,7 @@ class DSRNode(BaseNode):
         )
         if self.record_rate:
             self._record(out)
-        return out
+        return note_spikes(out, _spike_value(self.v_threshold, x.dtype, self.tau, self.delta_t).to(out.dtype))
 
     def representation(self, seq: torch.Tensor) -> torch.Tensor:
         """(Weighted) firing rate ``[T, ...] -> [...]`` of a sequence under this neuron's coding."""

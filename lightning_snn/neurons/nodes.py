@@ -43,6 +43,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from .compression import note_spikes
 from .surrogate import ATan, Rectangular, Sigmoid, SurrogateGradient
 
 __all__ = ["BACKENDS", "Backend", "BaseNode", "IFNode", "LIFNode", "StepMode", "reset_states", "set_step_mode"]
@@ -466,7 +467,7 @@ class BaseNode(nn.Module):
             out = self._single_step(x)
         if self.record_rate:
             self._record(out)
-        return out
+        return note_spikes(out)
 
     def _initial_v(self, like: torch.Tensor) -> torch.Tensor:
         if self.v is None:

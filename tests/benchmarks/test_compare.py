@@ -14,7 +14,7 @@ REQUIRED = {
     "peak_mem_bytes": int, "step_peak_mem_bytes": int, "saved_tensor_bytes": int, "mem_source": str,
     "images_per_s": float, "params": int, "step_times_s": list,
 }
-CPU_METHODS = {"ann", "bptt", "bptt_inductor", "dsr", "rate_bp_m", "rate_bp_s", "revsnn", "revsnn_twin", "spikingjelly"}
+CPU_METHODS = {"ann", "bptt", "bptt_inductor", "bptt_bits", "dsr", "dsr_bits", "rate_bp_m", "rate_bp_s", "revsnn", "revsnn_twin", "spikingjelly"}
 
 
 def test_compare_runs_every_method_and_writes_json_and_plot(tmp_path):
@@ -45,6 +45,10 @@ def test_compare_runs_every_method_and_writes_json_and_plot(tmp_path):
         assert key in summary, key
     assert set(summary["targets"]) <= set(summary["checks"])  # every target has its measured figure
     assert set(summary["mem_growth_T2_over_T1"]) == CPU_METHODS
+    # lossless spike storage: the saved tensors shrink (the spike trains the convs save are 1/32 the size)
+    for m in ("bptt", "dsr"):
+        for T in ("1", "2"):
+            assert summary["spike_bits_vs_float"][m][T]["saved_tensor_bytes"] < 0.9
     png = out.with_suffix(".png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
