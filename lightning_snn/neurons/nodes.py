@@ -52,32 +52,43 @@ StepMode = Literal["m", "s"]
 Backend = Literal["torch", "inductor", "triton"]
 
 
+def _forward_sweep(x_seq, v_init, v_threshold, decay, input_scale, v_reset, keep_h: bool):
+    """The charge / fire / reset recursion over T (module docstring) in the compute dtype.
+
+    Returns ``(S, H or None, V[T])``. ``keep_h=False`` (no gradient wanted: evaluation, Rate-BP's spike
+    pass, IDE's simulation) writes every ``H[t]`` into one buffer instead of keeping the ``[T, ...]`` tensor.
+    """
+    compute_dtype = torch.promote_types(x_seq.dtype, torch.float32)
+    x = x_seq.to(compute_dtype)
+    th = v_threshold.to(compute_dtype)
+    c = 0.0 if v_reset is None else v_reset
+    v = v_init.to(compute_dtype)
+    if input_scale != 1.0:
+        x = x * input_scale
+    h_seq = torch.empty_like(x) if keep_h else None
+    h_buf = None if keep_h else torch.empty_like(x[0])
+    s_seq = torch.empty_like(x)
+    for t in range(x.shape[0]):
+        # H[t] and S[t] are written in place (same arithmetic as the docstring's equations)
+        h = h_seq[t] if h_seq is not None else h_buf
+        if decay == 1.0:
+            torch.add(x[t], v, out=h)
+        elif c == 0.0:
+            torch.mul(v, decay, out=h).add_(x[t])
+        else:
+            torch.sub(v, c, out=h).mul_(decay).add_(c).add_(x[t])
+        s = s_seq[t]
+        torch.ge(h, th, out=s)
+        v = h - s * th if v_reset is None else h.masked_fill(s.bool(), v_reset)  # a new tensor, never h
+    return s_seq, h_seq, v
+
+
 class _MultiStepNeuron(torch.autograd.Function):
     """Fused multi-step neuron: forward over T without a graph, backward by one reverse sweep (BPTT)."""
 
     @staticmethod
     def forward(ctx, x_seq, v_init, v_threshold, decay, input_scale, v_reset, surrogate, detach_reset):
-        compute_dtype = torch.promote_types(x_seq.dtype, torch.float32)
-        x = x_seq.to(compute_dtype)
-        th = v_threshold.to(compute_dtype)
-        c = 0.0 if v_reset is None else v_reset
-        v = v_init.to(compute_dtype)
-        if input_scale != 1.0:
-            x = x * input_scale
-        h_seq = torch.empty_like(x)
-        s_seq = torch.empty_like(x)
-        for t in range(x.shape[0]):
-            # H[t] and S[t] are written in place into h_seq / s_seq (same arithmetic as the docstring's equations)
-            h = h_seq[t]
-            if decay == 1.0:
-                torch.add(x[t], v, out=h)
-            elif c == 0.0:
-                torch.mul(v, decay, out=h).add_(x[t])
-            else:
-                torch.sub(v, c, out=h).mul_(decay).add_(c).add_(x[t])
-            s = s_seq[t]
-            torch.ge(h, th, out=s)
-            v = h - s * th if v_reset is None else h.masked_fill(s.bool(), v_reset)
+        s_seq, h_seq, v = _forward_sweep(x_seq, v_init, v_threshold, decay, input_scale, v_reset, keep_h=True)
         ctx.save_for_backward(h_seq, v_threshold)
         ctx.cfg = (decay, input_scale, v_reset, surrogate, detach_reset, x_seq.dtype, v_init.dtype)
         return s_seq.to(x_seq.dtype), v
@@ -496,6 +507,15 @@ class BaseNode(nn.Module):
                 )
             spikes, self.v = _TritonMultiStepNeuron.apply(x_seq, v0, self._triton_config_cached())
             return spikes
+        if self.backend == "torch" and not (
+            torch.is_grad_enabled() and (x_seq.requires_grad or v0.requires_grad or self.v_threshold.requires_grad)
+        ):  # nothing to differentiate: the same sweep without keeping H
+            with torch.no_grad():
+                s_seq, _, v = _forward_sweep(
+                    x_seq, v0, self.v_threshold, self.decay, self.input_scale, self.v_reset, keep_h=False
+                )
+            self.v = v
+            return s_seq.to(x_seq.dtype)
         # a user-defined surrogate has no closed form to compile: it runs the reference Function
         compiled = self.backend == "inductor" and _surrogate_key(self.surrogate)[0] != "other"
         fn = _InductorMultiStepNeuron if compiled else _MultiStepNeuron

@@ -188,3 +188,24 @@ def test_bf16_inputs_keep_fp32_membrane():
     assert s.dtype == torch.bfloat16 and node.v.dtype == torch.float32
     s.float().sum().backward()
     assert x.grad.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("v_reset", [None, 0.0, -0.2])
+@pytest.mark.parametrize("kind", ["if", "lif", "lif_tau_decay_input"])
+def test_no_grad_sweep_equals_the_differentiable_one(kind, v_reset):
+    """Without a gradient to compute, the forward keeps one H buffer instead of [T, ...]: same S and V."""
+    torch.manual_seed(5)
+    make = {
+        "if": lambda: IFNode(v_threshold=0.4, v_reset=v_reset),
+        "lif": lambda: LIFNode(decay=0.3, v_threshold=0.2, v_reset=v_reset),
+        "lif_tau_decay_input": lambda: LIFNode(tau=2.0, decay_input=True, v_threshold=0.2, v_reset=v_reset),
+    }[kind]
+    x = torch.randn(6, 3, 5) * 0.7
+    a, b = make(), make()
+    s_grad = a(x.clone().requires_grad_())
+    s_grad2 = a(x.flip(0).clone().requires_grad_())  # a second call starts from the stored V
+    with torch.no_grad():
+        s_free, s_free2 = b(x), b(x.flip(0))
+    assert s_free.grad_fn is None
+    assert torch.equal(s_grad.detach(), s_free) and torch.equal(s_grad2.detach(), s_free2)
+    assert torch.equal(a.v.detach(), b.v) and a.v.dtype == b.v.dtype
