@@ -339,6 +339,41 @@ class _SavedTensorTally:
         return torch.autograd.graph.saved_tensors_hooks(self.pack, self.unpack)
 
 
+@contextlib.contextmanager
+def _stderr_fd_silenced() -> Any:
+    """Point file descriptor 2 at /dev/null (C++ log lines bypass ``sys.stderr``)."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable fd 2: nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@contextlib.contextmanager
+def quiet_profile(**kwargs: Any) -> Any:
+    """``torch.profiler.profile(**kwargs)`` without the profiler's own start / stop log lines.
+
+    Kineto prints ``profiler_start`` / ``profiler_stop`` (and, in a CUDA build on a machine without a
+    GPU, a ``gpuGetDeviceCount failed`` error) to the process's stderr; they would clutter benchmark
+    output and notebooks. Only the profiler's start and stop are silenced, never the profiled code.
+    """
+    prof = torch.profiler.profile(**kwargs)
+    with _stderr_fd_silenced():
+        prof.__enter__()
+    try:
+        yield prof
+    finally:
+        with _stderr_fd_silenced():
+            prof.__exit__(None, None, None)
+
+
 def _profiler_peak_increase(prof: torch.profiler.profile) -> int:
     """Peak of the running sum of CPU allocation (+) / free (-) events recorded by ``prof``."""
     events = [
@@ -387,9 +422,9 @@ def measure_step_memory(
             mem_source=_MEM_SOURCE_CUDA,
         )
     start = _alive_bytes(model, optimizer, inputs)
-    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler import ProfilerActivity
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof, tally.hooks():
+    with quiet_profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof, tally.hooks():
         step()
     increase = _profiler_peak_increase(prof)
     return StepMemory(

@@ -61,6 +61,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` and `lightni
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import (  # noqa: E402
+    quiet_profile,
     backbone_train_step,
     default_result_path,
     describe_device,
@@ -123,9 +124,9 @@ def retained_after_forward(model: nn.Module, x: torch.Tensor, y: torch.Tensor, T
         synchronize(device)
         kept = torch.cuda.memory_allocated(device) - start
     else:
-        from torch.profiler import ProfilerActivity, profile
+        from torch.profiler import ProfilerActivity
 
-        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        with quiet_profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
             loss = F.cross_entropy(model(x.unsqueeze(0).expand(T, *x.shape)).mean(0), y)
         kept = sum(
             e.nbytes()

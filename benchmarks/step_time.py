@@ -41,6 +41,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` and `lightni
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import (  # noqa: E402
+    quiet_profile,
     backbone_train_step,
     default_result_path,
     describe_device,
@@ -267,7 +268,7 @@ def profile_step(step, model: nn.Module, device: torch.device) -> str:
     Forward regions are marked with ``record_function`` from module hooks (the library is untouched);
     backward regions are autograd-node events (``autograd::engine::evaluate_function: <Node>``).
     """
-    from torch.profiler import ProfilerActivity, profile, record_function
+    from torch.profiler import ProfilerActivity, record_function
 
     handles = []
     for module in model.modules():
@@ -286,7 +287,7 @@ def profile_step(step, model: nn.Module, device: torch.device) -> str:
         handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     try:
-        with profile(activities=activities) as prof, record_function("bench::step"):
+        with quiet_profile(activities=activities) as prof, record_function("bench::step"):
             step()
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
