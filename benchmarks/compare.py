@@ -52,8 +52,8 @@ What each method's memory claim is, and where the table shows it:
 * RevSNN: memory that does not grow with depth; the ratio to the twin falls below 1/2 from two blocks per
   stage (the non-reversible stem, downsampling layers and head are a fixed cost).
 * ``spike_storage: bits`` (``bptt_bits``, ``dsr_bits``; ``spike_bits_vs_float``) stores the spike trains
-  saved for backward as bits, losslessly. Under autocast a layer that first casts its input saves its own
-  low-precision copy, which stays uncompressed.
+  saved for backward as bits, losslessly (under autocast too: the spikes come out in the low-precision
+  dtype, so the convolutions save them uncast).
 
 Run::
 

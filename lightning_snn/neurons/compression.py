@@ -15,8 +15,9 @@ the one non-zero value its spikes carry (1, or ``V_th`` for DSR). A ``saved_tens
 compresses a saved tensor when it shares its storage with an announced spike tensor that is still alive,
 has the same dtype and has not been modified in place since (same version counter); views such as the
 ``[T·B, ...]`` fold of a time-distributed layer are recognised too. Every other saved tensor is kept as
-it is. Tensors that low-precision autocast casts before saving (a conv's bfloat16 copy of its input) are
-new tensors, not the neuron's output, and stay uncompressed.
+it is. Under autocast the spikes normally come out in the low-precision dtype already (their neuron's
+input, a BatchNorm output, is in it), so the convolutions save them uncast and they are compressed as
+well; only where a layer casts a float32 spike train itself does it save an uncompressed copy.
 
 Only the forward pass inside the context is affected; what is recomputed during backward (RevSNN's
 reversible blocks) is not compressed.

@@ -138,3 +138,23 @@ def test_method_spike_storage_gives_the_same_training_step(method: str) -> None:
         assert torch.equal(a, b)
     with pytest.raises(ValueError, match="spike_storage"):
         BPTT(**kw, spike_storage="half")  # type: ignore[arg-type]
+
+
+def test_under_bf16_autocast_the_spikes_are_compressed_too() -> None:
+    """BN's output, hence the spikes, are bf16 under autocast: the convs save them uncast, and we pack them."""
+    kw = dict(backbone="mnistnet", num_classes=10, input_shape=(1, 28, 28), T=2)
+    x, y = torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+    grads, packed = {}, {}
+    for kind in ("float", "bits"):
+        torch.manual_seed(0)
+        model = BPTT(**kw).train()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            with compress_saved_spikes(kind) as registry:
+                out = model.backbone(model.encode(x))
+            loss = model.compute_loss(out, y)
+        loss.backward()
+        grads[kind] = [p.grad for p in model.parameters() if p.grad is not None]
+        packed[kind] = registry.packed if registry else 0
+    assert packed["float"] == 0 and packed["bits"] >= 1
+    for a, b in zip(grads["float"], grads["bits"]):
+        assert torch.equal(a, b)
