@@ -430,6 +430,10 @@ class BaseNode(nn.Module):
         backend: multi-step implementation: ``"torch"`` (the reference fused Function), ``"inductor"``
             (its loops compiled by ``torch.compile``) or ``"triton"`` (SpikingJelly's Triton kernels, CUDA
             only, for the neuron configurations they implement exactly); see the module docstring.
+
+    ``forward`` announces its output as a 0/1 spike train (:func:`~lightning_snn.neurons.note_spikes`) so
+    that ``spike_storage: bits`` can store it compactly; a subclass whose output is graded must override
+    ``forward`` without that announcement (or announce the one non-zero value, as the DSR neurons do).
     """
 
     def __init__(
