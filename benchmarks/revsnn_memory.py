@@ -61,7 +61,6 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` and `lightni
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import (  # noqa: E402
-    quiet_profile,
     backbone_train_step,
     default_result_path,
     describe_device,
@@ -71,6 +70,7 @@ from benchmarks.common import (  # noqa: E402
     measure_step_memory,
     median,
     positive_int,
+    quiet_profile,
     resolve_device,
     setup_torch,
     synchronize,

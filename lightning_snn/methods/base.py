@@ -19,7 +19,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from ..backbones import create_backbone
 from ..neurons import STBP_LIF, build_neuron_factory, reset_states
-from ..neurons.compression import SPIKE_STORAGE, SpikeStorage, compress_saved_spikes
+from ..neurons.compression import SpikeStorage, check_spike_storage, compress_saved_spikes
 
 __all__ = ["SpikingClassifier", "direct_encoding", "poisson_encoding", "tet_loss"]
 
@@ -97,8 +97,6 @@ class SpikingClassifier(L.LightningModule):
         super().__init__()
         if T < 1:
             raise ValueError(f"T (time steps) must be >= 1, got {T}")
-        if spike_storage not in SPIKE_STORAGE:
-            raise ValueError(f"spike_storage must be one of {list(SPIKE_STORAGE)}, got {spike_storage!r}")
         if encoding not in ("direct", "poisson"):
             raise ValueError(f"encoding must be 'direct' or 'poisson', got {encoding!r}")
         if loss not in ("ce", "tet"):
@@ -114,7 +112,7 @@ class SpikingClassifier(L.LightningModule):
         self.tet_lambda = tet_lambda
         self.label_smoothing = label_smoothing
         self.step_mode = step_mode
-        self.spike_storage = spike_storage
+        self.spike_storage = check_spike_storage(spike_storage)
         if isinstance(backbone, nn.Module):
             self.backbone = backbone
         else:

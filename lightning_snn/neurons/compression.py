@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 import torch
 
-__all__ = ["SPIKE_STORAGE", "SpikeStorage", "compress_saved_spikes", "note_spikes"]
+__all__ = ["SPIKE_STORAGE", "SpikeStorage", "check_spike_storage", "compress_saved_spikes", "note_spikes"]
 
 SpikeStorage = Literal["float", "bool", "bits"]
 #: the accepted ``spike_storage`` settings: ``float`` (off), ``bool`` (1 byte per spike), ``bits`` (1 bit)
@@ -53,7 +53,6 @@ class _SpikeRegistry:
     """The spike tensors announced in one ``compress_saved_spikes`` context, keyed by storage address."""
 
     def __init__(self, kind: str) -> None:
-        self.kind = kind
         self.compressor = _compressor(kind)
         # saved-tensor hooks already active outside (torch's save_on_cpu, a memory tally, ...): the
         # innermost pair is the only one autograd calls, so this one hands every tensor on to them
@@ -67,38 +66,38 @@ class _SpikeRegistry:
         key = spikes.untyped_storage().data_ptr()
         self.entries[key] = (weakref.ref(spikes), spikes._version, spikes.dtype, value)
 
-    def _is_spikes(self, t: torch.Tensor) -> tuple[bool, float | torch.Tensor]:
+    def _spike_value(self, t: torch.Tensor) -> float | torch.Tensor | None:
+        """The non-zero value of the announced spike train ``t`` belongs to, or None if it is not one."""
         if not t.is_floating_point() or t.numel() < MIN_NUMEL:
-            return False, 1.0
+            return None
         entry = self.entries.get(t.untyped_storage().data_ptr())
         if entry is None:
-            return False, 1.0
+            return None
         ref, version, dtype, value = entry
         # the announced tensor must be alive (so its storage address cannot have been reused) and unmodified
-        return ref() is not None and t._version == version and t.dtype == dtype, value
+        return value if ref() is not None and t._version == version and t.dtype == dtype else None
 
     def pack(self, t: torch.Tensor) -> Any:
-        spikes, value = self._is_spikes(t)
-        if not spikes:
+        value = self._spike_value(t)
+        if value is None:
             return (_Plain, self.outer[0](t) if self.outer else t)
+        # 0/1 trains are compressed as they are; others as their non-zero mask, scaled back on unpacking
+        scale = None if isinstance(value, float) and value == 1.0 else value
         with torch.no_grad():
-            bits = t if (isinstance(value, float) and value == 1.0) else t != 0
-            data, dtype, shape = self.compressor.compress(bits)
+            data, bits_dtype, shape = self.compressor.compress(t if scale is None else t != 0)
         self.packed += 1
         if self.outer:
             data = self.outer[0](data)
-        return (_Packed, data, bits.dtype, shape, t.dtype, value)
+        return (_Packed, data, bits_dtype, shape, t.dtype, scale)
 
     def unpack(self, obj: Any) -> torch.Tensor:
         if obj[0] is _Plain:
             return self.outer[1](obj[1]) if self.outer else obj[1]
-        _, data, bits_dtype, shape, dtype, value = obj
+        _, data, bits_dtype, shape, dtype, scale = obj
         if self.outer:
             data = self.outer[1](data)
         out = self.compressor.decompress((data, bits_dtype, shape)).to(dtype)
-        if isinstance(value, float) and value == 1.0:
-            return out
-        return out * value
+        return out if scale is None else out * scale
 
 
 class _Packed:
@@ -112,6 +111,13 @@ class _Plain:
 def _outer_hooks() -> tuple[Any, Any] | None:
     top = getattr(torch._C._autograd, "_top_saved_tensors_default_hooks", None)
     return top(False) if top is not None else None
+
+
+def check_spike_storage(kind: str) -> str:
+    """``kind`` if it is one of :data:`SPIKE_STORAGE`, else ``ValueError`` naming the choices."""
+    if kind not in SPIKE_STORAGE:
+        raise ValueError(f"spike_storage must be one of {list(SPIKE_STORAGE)}, got {kind!r}")
+    return kind
 
 
 def _active() -> _SpikeRegistry | None:
@@ -138,9 +144,7 @@ def compress_saved_spikes(kind: SpikeStorage = "bits") -> Iterator[_SpikeRegistr
     ``"float"`` leaves everything as it is (yields ``None``); ``"bool"`` and ``"bits"`` yield the registry,
     whose ``packed`` attribute counts the compressed saved tensors.
     """
-    if kind not in SPIKE_STORAGE:
-        raise ValueError(f"spike_storage must be one of {list(SPIKE_STORAGE)}, got {kind!r}")
-    if kind == "float":
+    if check_spike_storage(kind) == "float":
         yield None
         return
     registry = _SpikeRegistry(kind)
