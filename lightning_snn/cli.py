@@ -41,9 +41,28 @@ class SpikingCLI(LightningCLI):
 
     def _add_configure_optimizers_method_to_model(self, subcommand: str | None) -> None:
         # The methods keep a fallback optimiser for notebook use; the CLI's sections replace it silently.
+        # LightningCLI builds the config's optimizer over `model.parameters()`: for the duration of that call
+        # the method's parameter groups (weight-decay exemptions, `no_weight_decay`) stand in for them.
+        model = self.model
+        groups = model.optimizer_param_groups() if isinstance(model, SpikingClassifier) else None
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*configure_optimizers` will be overridden.*")
-            super()._add_configure_optimizers_method_to_model(subcommand)
+            if groups is None:
+                super()._add_configure_optimizers_method_to_model(subcommand)
+                return
+            model.__dict__["parameters"] = lambda *args, **kwargs: groups
+            try:
+                super()._add_configure_optimizers_method_to_model(subcommand)
+            finally:
+                del model.__dict__["parameters"]
+
+    @staticmethod
+    def configure_optimizers(lightning_module: Any, optimizer: Any, lr_scheduler: Any = None) -> Any:
+        """LightningCLI's pairing of the config's optimiser and scheduler; a scheduler whose ``interval`` is
+        ``"step"`` (e.g. :class:`~lightning_snn.optim.TimmCosineLR`) is stepped after every optimiser step."""
+        if lr_scheduler is not None and getattr(lr_scheduler, "interval", "epoch") == "step":
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": lr_scheduler, "interval": "step"}}
+        return LightningCLI.configure_optimizers(lightning_module, optimizer, lr_scheduler)
 
 
 def build_cli(args: Sequence[str] | None = None, run: bool = True) -> SpikingCLI:

@@ -25,6 +25,8 @@ from typing import Any
 import yaml
 from torch import nn
 
+from .optim import named_param_kinds
+
 __all__ = [
     "RecipeCardError",
     "Finding",
@@ -71,7 +73,6 @@ _OFFICIAL_KEYS = {"repository", "commit", "command", "published"}
 _DEVIATION_KEYS = {"field", "official", "library", "reason", "effect"}
 # scheduler arguments that describe no schedule
 _SCHEDULER_IGNORED = {"last_epoch", "verbose"}
-_NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 
 
 class RecipeCardError(ValueError):
@@ -178,20 +179,9 @@ def _flatten_transform(transform: Any) -> list[str]:
     return [type(transform).__name__]
 
 
-def _param_kind(name: str, module: nn.Module, param: nn.Parameter) -> str:
-    if isinstance(module, _NORM_TYPES) or "norm" in type(module).__name__.lower():
-        return "norm"
-    if name.rsplit(".", 1)[-1] == "bias":
-        return "bias"
-    return "weight" if param.ndim > 1 else "1d"
-
-
 def _weight_decay_scope(model: nn.Module, optimizer: Any) -> Any:
     """``all`` | ``none`` | the sorted list of parameter kinds (bias, norm, 1d, weight) exempt from decay."""
-    kinds: dict[int, str] = {}
-    for mod_name, module in model.named_modules():
-        for p_name, param in module.named_parameters(recurse=False):
-            kinds[id(param)] = _param_kind(f"{mod_name}.{p_name}", module, param)
+    kinds = {id(param): kind for _, param, kind in named_param_kinds(model)}
     decayed: dict[str, set[bool]] = {}
     for group in optimizer.param_groups:
         wd = float(group.get("weight_decay", 0.0) or 0.0)
@@ -236,7 +226,7 @@ def _lr_schedule(config: Any, model: Any) -> dict[str, Any]:
 def _scheduler_class(name: str) -> type | None:
     import importlib
 
-    for module_name in ("torch.optim.lr_scheduler", "timm.scheduler", "lightning_snn.schedulers"):
+    for module_name in ("torch.optim.lr_scheduler", "lightning_snn.optim"):
         try:
             cls = getattr(importlib.import_module(module_name), name, None)
         except ImportError:

@@ -15,3 +15,7 @@ __all__ += ["SpikingSummary", "SynapticOps", "count_synaptic_ops"]
 from .sync_batchnorm import SpikingSyncBatchNorm  # noqa: E402  (sync_batchnorm for time-folded BatchNorm)
 
 __all__ += ["SpikingSyncBatchNorm"]
+
+from .ema import EMA, ema_state_dict  # noqa: E402  (weight averaging, timm ModelEmaV3)
+
+__all__ += ["EMA", "ema_state_dict"]
