@@ -40,6 +40,7 @@ __all__ = [
     "Cutout",
     "build_test_transform",
     "build_train_transform",
+    "timm_train_transform",
     "imagenet_train_transform",
     "imagenet_val_transform",
 ]
@@ -107,14 +108,16 @@ def build_train_transform(
     crop_size: Optional[int] = None,
     padding: int = 4,
     flip: bool = True,
-    autoaugment: bool = False,
+    autoaugment: bool | str = False,
     cutout_length: int = 0,
     cutout_holes: int = 1,
 ) -> T.Compose:
     """Training pipeline for small images (PIL in, normalised float tensor out).
 
     Order: ``RandomCrop(crop_size, padding)`` (if ``crop_size``) -> ``RandomHorizontalFlip``
-    (if ``flip``) -> ``AutoAugment(CIFAR10)`` (if ``autoaugment``) -> ``ToTensor`` -> ``Normalize``
+    (if ``flip``) -> AutoAugment's CIFAR-10 policy (if ``autoaugment``: ``true`` / ``"torchvision"`` for
+    torchvision's ``AutoAugment``, ``"cifar10_policy"`` for the PIL implementation
+    :class:`~lightning_snn.data.autoaugment.CIFAR10Policy`) -> ``ToTensor`` -> ``Normalize``
     -> ``Cutout`` (if ``cutout_length > 0``).
 
     * MNIST (STBP repo): ``build_train_transform(MNIST_MEAN, MNIST_STD)`` -- flip + normalise.
@@ -126,12 +129,40 @@ def build_train_transform(
         ops.append(T.RandomCrop(crop_size, padding=padding))
     if flip:
         ops.append(T.RandomHorizontalFlip())
-    if autoaugment:
+    if autoaugment == "cifar10_policy":
+        from .autoaugment import CIFAR10Policy
+
+        ops.append(CIFAR10Policy())
+    elif autoaugment in (True, "torchvision"):
         ops.append(T.AutoAugment(T.AutoAugmentPolicy.CIFAR10))
+    elif autoaugment not in (False, None):
+        raise ValueError(f"autoaugment: expected true/false, 'torchvision' or 'cifar10_policy', got {autoaugment!r}")
     ops += [T.ToTensor(), T.Normalize(tuple(mean), tuple(std))]
     if cutout_length > 0 and cutout_holes > 0:
         ops.append(Cutout(n_holes=cutout_holes, length=cutout_length))
     return T.Compose(ops)
+
+
+def timm_train_transform(norm_mean: Sequence[float], norm_std: Sequence[float], image_size: int, **kwargs: object) -> T.Compose:
+    """timm's training pipeline, ``timm.data.create_transform(is_training=True, ...)``, as the recipes that
+    train with timm's ``train.py`` build it (RevSFormer: ``scale: [1, 1], ratio: [1, 1], hflip: 0.5,
+    auto_augment: rand-m9-n1-mstd0.4-inc1, interpolation: bicubic, re_prob: 0.25, re_mode: const``).
+
+    Order (timm): ``RandomResizedCropAndInterpolation`` -> ``RandomHorizontalFlip`` -> ``RandAugment`` /
+    ``AutoAugment`` (``auto_augment``) -> ``ToTensor`` -> ``Normalize`` -> ``RandomErasing`` (``re_prob``).
+    ``norm_mean``/``norm_std`` (``mean``/``std``) and ``input_size`` come from the DataModule; ``kwargs`` are
+    ``create_transform``'s other arguments.
+    """
+    from timm.data import create_transform
+
+    for key in ("is_training", "mean", "std", "input_size"):
+        if key in kwargs:
+            raise ValueError(f"timm_transform: {key!r} is set by the DataModule; remove it from timm_transform")
+    try:
+        transform = create_transform(input_size=image_size, is_training=True, mean=tuple(norm_mean), std=tuple(norm_std), **kwargs)
+    except TypeError as err:
+        raise ValueError(f"timm_transform: invalid arguments {dict(kwargs)}: {err}") from None
+    return transform if isinstance(transform, T.Compose) else T.Compose([transform])
 
 
 def build_test_transform(mean: Sequence[float], std: Sequence[float]) -> T.Compose:

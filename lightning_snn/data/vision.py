@@ -20,7 +20,7 @@ import os
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Literal, Optional, Union
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -407,7 +407,13 @@ class CIFAR10DataModule(_TorchvisionDataModule):
         augment: random crop (padding 4) + horizontal flip on the training split.
         cutout: apply Cutout after normalisation.
         cutout_length: side of the Cutout square.
-        autoaugment: apply AutoAugment (CIFAR10 policy) after crop and flip.
+        autoaugment: AutoAugment's CIFAR-10 policy after crop and flip: ``true`` or ``"torchvision"``
+            (torchvision's ``AutoAugment``, fill 0), ``"cifar10_policy"`` (the PIL implementation many SNN
+            repositories copy, fill 128: :class:`lightning_snn.data.autoaugment.CIFAR10Policy`).
+        timm_transform: build the training pipeline with ``timm.data.create_transform`` from these
+            arguments instead (e.g. RandAugment and random erasing:
+            ``{auto_augment: rand-m9-n1-mstd0.4-inc1, re_prob: 0.25, scale: [1, 1], ratio: [1, 1]}``);
+            ``augment``, ``autoaugment`` and ``cutout`` must then be off.
         mean: per-channel mean overriding the default statistics (e.g. to reproduce a paper's code).
         std: per-channel standard deviation overriding the default statistics.
         pin_memory: pin host memory; ``None`` pins when CUDA is available.
@@ -429,7 +435,8 @@ class CIFAR10DataModule(_TorchvisionDataModule):
         augment: bool = True,
         cutout: bool = False,
         cutout_length: int = 16,
-        autoaugment: bool = False,
+        autoaugment: Union[bool, Literal["torchvision", "cifar10_policy"]] = False,
+        timm_transform: Optional[dict[str, Any]] = None,
         mean: Optional[tuple[float, float, float]] = None,
         std: Optional[tuple[float, float, float]] = None,
         pin_memory: Optional[bool] = None,
@@ -438,22 +445,27 @@ class CIFAR10DataModule(_TorchvisionDataModule):
         self.augment = bool(augment)
         self.cutout = bool(cutout)
         self.cutout_length = int(cutout_length)
-        self.autoaugment = bool(autoaugment)
+        self.autoaugment = autoaugment
         self.mean = tuple(mean) if mean is not None else self.default_mean
         self.std = tuple(std) if std is not None else self.default_std
         if len(self.mean) != 3 or len(self.std) != 3:
             raise ValueError(f"mean and std need 3 values (RGB), got {self.mean} and {self.std}")
         self.num_classes = self.n_classes
         self.input_shape = (3, 32, 32)
-        self.train_transform = tr.build_train_transform(
-            self.mean,
-            self.std,
-            crop_size=32 if self.augment else None,
-            padding=4,
-            flip=self.augment,
-            autoaugment=self.autoaugment,
-            cutout_length=self.cutout_length if self.cutout else 0,
-        )
+        if timm_transform is not None:
+            if self.augment or self.autoaugment or self.cutout:
+                raise ValueError("timm_transform builds the whole training pipeline: set augment, autoaugment and cutout to false")
+            self.train_transform = tr.timm_train_transform(self.mean, self.std, 32, **dict(timm_transform))
+        else:
+            self.train_transform = tr.build_train_transform(
+                self.mean,
+                self.std,
+                crop_size=32 if self.augment else None,
+                padding=4,
+                flip=self.augment,
+                autoaugment=self.autoaugment,
+                cutout_length=self.cutout_length if self.cutout else 0,
+            )
         self.test_transform = tr.build_test_transform(self.mean, self.std)
         self.save_hyperparameters()
 
@@ -481,7 +493,8 @@ class CIFAR100DataModule(CIFAR10DataModule):
         augment: bool = True,
         cutout: bool = False,
         cutout_length: int = 8,
-        autoaugment: bool = False,
+        autoaugment: Union[bool, Literal["torchvision", "cifar10_policy"]] = False,
+        timm_transform: Optional[dict[str, Any]] = None,
         mean: Optional[tuple[float, float, float]] = None,
         std: Optional[tuple[float, float, float]] = None,
         pin_memory: Optional[bool] = None,
@@ -497,6 +510,7 @@ class CIFAR100DataModule(CIFAR10DataModule):
             cutout=cutout,
             cutout_length=cutout_length,
             autoaugment=autoaugment,
+            timm_transform=timm_transform,
             mean=mean,
             std=std,
             pin_memory=pin_memory,
