@@ -237,7 +237,8 @@ class SynapticLayer(nn.Module):
 @contextlib.contextmanager
 def frozen_batchnorm_stats(module: nn.Module) -> Iterator[None]:
     """Let BatchNorm layers normalise with batch statistics but restore their running statistics after
-    (IDE simulates the input layer in training mode without counting it in the running averages)."""
+    (IDE with ``simulation_bn_update=False``: the simulation's input layer runs in training mode without
+    counting in the running averages, which the paper's code intends but, restoring nothing, does not do)."""
     saved = [(m, m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
              for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     try:

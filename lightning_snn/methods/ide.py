@@ -167,8 +167,8 @@ class IDE(LinearWarmup, SpikingClassifier):
     """IDE training of a feedback SNN (module docstring).
 
     Args:
-        solver_max_iter: Broyden iteration cap of the backward solve (the paper's ``threshold``: 30);
-            0 skips the solve (``β = ∂L/∂a*``).
+        solver_max_iter: iteration cap of the backward solve (Broyden), or its number of steps
+            (``solver: iter``); the code's ``threshold``: 30. 0 skips the solve (``β = ∂L/∂a*``).
         solver_tol: absolute residual tolerance; None: the paper's ``2e-10 · sqrt(numel)``.
         solver_memory: rank-one updates kept by Broyden; None: ``min(solver_max_iter, 27)``.
         residual_warning: warn when a solve ends with a relative residual above this.
@@ -355,8 +355,9 @@ class IDE(LinearWarmup, SpikingClassifier):
         return super().compute_loss(outputs, target)
 
     def configure_callbacks(self) -> list[Any]:
-        """As :class:`SpikingClassifier`, with the per-neuron firing-rate distribution of the paper's
-        ``get_rate`` statistics switched on."""
+        """As :class:`SpikingClassifier`, with the per-neuron firing-rate distribution switched on (the
+        paper's ``get_rate_cifar_alexnetf.py`` prints each layer's average rate; the distribution adds
+        percentiles and a histogram)."""
         from ..callbacks import FiringRateMonitor
 
         callbacks = list(super().configure_callbacks())

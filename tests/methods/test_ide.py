@@ -351,6 +351,22 @@ def test_ide_reaches_95_percent_on_digits(tmp_path):
     assert acc >= 0.95, acc
 
 
+def test_fit_summary_leaves_the_feedback_norm_state_alone():
+    """The fit-start summary runs a forward pass; the feedback norm's power iteration, which advances at every
+    forward (as the official code), must be where it was, so that step 1 sees the official two iterations."""
+    from lightning_snn.callbacks import SpikingSummary
+
+    torch.manual_seed(0)
+    model = IDE(backbone="ide_conv", num_classes=10, input_shape=(1, 8, 8), T=3, backbone_kwargs={"channels": 4})
+    param = model.backbone.feedback.op.parametrizations.weight[0]
+    before = (param.u.clone(), param.v.clone())
+    SpikingSummary().measure(model, torch.rand(2, 1, 8, 8))
+    assert torch.equal(param.u, before[0]) and torch.equal(param.v, before[1])
+    model.eval()
+    model(torch.rand(2, 1, 8, 8))  # a forward does advance it
+    assert not torch.equal(param.u, before[0])
+
+
 def test_bptt_twin_trains_the_same_feedback_network():
     torch.manual_seed(0)
     model = BPTT(backbone="ide_conv", num_classes=10, input_shape=(1, 8, 8), T=4, backbone_kwargs={"channels": 4},
