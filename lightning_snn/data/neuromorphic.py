@@ -63,6 +63,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from ..fileio import WriteError
 from .base import DatasetError, SpikingDataModule
 from .event_cache import CacheEntryInvalid, FrameCache
 from .event_transforms import build_event_train_transform
@@ -385,6 +386,11 @@ class EventFrameDataset(Dataset):
         dataset_name: used in messages.
         cache: a :class:`FrameCache`, or None to bin on every access.
         transform: applied to the float frames (training augmentation), or None.
+
+    When an entry cannot be written (full disk, read-only or vanished folder: a
+    :class:`~lightning_snn.fileio.WriteError`), the dataset warns once, naming the cache directory and the
+    cause, and stops writing: samples without an entry are then binned from their events on every access
+    (the same frames, only slower); entries already written are still read and verified.
     """
 
     def __init__(
@@ -402,6 +408,7 @@ class EventFrameDataset(Dataset):
         self.dataset_name = dataset_name
         self.cache = cache
         self.transform = transform
+        self.cache_writable = cache is not None
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -441,8 +448,25 @@ class EventFrameDataset(Dataset):
             if not err.missing:
                 warnings.warn(f"{self.dataset_name}: {err}; rebuilding it from {sample.path}", RuntimeWarning, stacklevel=2)
         frames = self.compute_frames(index)
-        self.cache.store(sample.sample_id, sample.path, sample.label, frames)
+        if self.cache_writable:
+            try:
+                self.cache.store(sample.sample_id, sample.path, sample.label, frames)
+            except WriteError as err:
+                self.stop_writing(err.cause)
         return frames
+
+    def stop_writing(self, cause: str) -> None:
+        """Stop writing cache entries after a failed write, with one warning saying why and what follows."""
+        if not self.cache_writable or self.cache is None:
+            return
+        self.cache_writable = False
+        warnings.warn(
+            f"{self.dataset_name}: cannot write to the frame cache {self.cache.directory}: {cause}. The cache stops "
+            "writing: samples without an entry are binned from their event files on every access (same frames, "
+            "slower); entries already written are still used. Free space or set cache_dir to a writable folder",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         with _single_threaded():
@@ -458,20 +482,26 @@ class EventFrameDataset(Dataset):
             return []
         return [i for i, s in enumerate(self.samples) if not self.cache.has(s.sample_id)]
 
-    def _build_group(self, indices: Sequence[int]) -> int:
-        """Read one event file once and store the entries of its samples ``indices``."""
+    def _build_group(self, indices: Sequence[int]) -> tuple[int, Optional[str]]:
+        """Read one event file once and store the entries of its samples ``indices``.
+
+        Returns how many were stored and, if a write failed, why (the build then stops).
+        """
         assert self.cache is not None
         path = self.samples[indices[0]].path
         events = self.reader(path)
         with _single_threaded():
-            for i in indices:
+            for done, i in enumerate(indices):
                 sample = self.samples[i]
-                self.cache.store(sample.sample_id, sample.path, sample.label, self._bin(events, sample))
-        return len(indices)
+                try:
+                    self.cache.store(sample.sample_id, sample.path, sample.label, self._bin(events, sample))
+                except WriteError as err:
+                    return done, err.cause
+        return len(indices), None
 
     def build_cache(self, num_workers: int = 0, desc: Optional[str] = None) -> int:
         """Bin and store every sample without a cache entry (progress bar); returns how many were built."""
-        missing = self.missing_cache_entries()
+        missing = self.missing_cache_entries() if self.cache_writable else []
         if not missing:
             return 0
         assert self.cache is not None
@@ -481,11 +511,16 @@ class EventFrameDataset(Dataset):
             groups.setdefault(self.samples[i].path, []).append(i)
         task = _CacheBuildTask(self, list(groups.values()))
         loader = DataLoader(task, batch_size=None, shuffle=False, num_workers=num_workers)
+        built = 0
         with tqdm(total=len(missing), desc=desc or f"Binning {self.dataset_name} into {self.cache.directory}",
                   unit="sample", dynamic_ncols=True) as bar:
-            for n in loader:
+            for n, failure in loader:
                 bar.update(int(n))
-        return len(missing)
+                built += int(n)
+                if failure is not None:
+                    self.stop_writing(failure)
+                    break
+        return built
 
 
 def collate_event_frames(batch: Sequence[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -510,7 +545,7 @@ class _CacheBuildTask(Dataset):
     def __len__(self) -> int:
         return len(self.groups)
 
-    def __getitem__(self, index: int) -> int:
+    def __getitem__(self, index: int) -> tuple[int, Optional[str]]:
         return self.dataset._build_group(self.groups[index])
 
 
