@@ -7,7 +7,7 @@ often they struck (``hits``), so a test can assert that the code under test real
 A writer that bypasses Python's ``os`` module (e.g. a C++ or Rust file writer) does not meet them, and a
 test that asserts ``hits`` then fails, as it should: such a writer also hides the ``errno``.
 
-``read_only`` also really ``chmod``s the folder to ``0o555``. Tests run as root in CI, where mode bits do
+``read_only`` also really ``chmod``s the folders to ``0o555``. Tests run as root in CI, where mode bits do
 not stop writes, so for root the refusal is emulated as well; for other users the kernel refuses by itself.
 """
 
@@ -76,11 +76,13 @@ def full_disk(monkeypatch: pytest.MonkeyPatch, folder: "os.PathLike[str] | str",
 
 @contextmanager
 def read_only(monkeypatch: pytest.MonkeyPatch, folder: "os.PathLike[str] | str") -> Iterator[DiskFaults]:
-    """``folder`` becomes read-only (``chmod 0o555``; for root the refusal is emulated, see the module docstring)."""
+    """``folder`` and every folder under it become read-only (``chmod 0o555``; for root the refusal is emulated,
+    see the module docstring)."""
     folder = Path(folder)
     faults = DiskFaults(folder, emulated=os.geteuid() == 0)
-    mode = stat.S_IMODE(folder.stat().st_mode)
-    folder.chmod(0o555)
+    modes = {d: stat.S_IMODE(d.stat().st_mode) for d in [folder, *(p for p in folder.rglob("*") if p.is_dir())]}
+    for d in modes:
+        d.chmod(0o555)
     real_open, real_mkdir, real_replace = os.open, os.mkdir, os.replace
 
     def refuse(path) -> None:  # type: ignore[no-untyped-def]
@@ -112,4 +114,5 @@ def read_only(monkeypatch: pytest.MonkeyPatch, folder: "os.PathLike[str] | str")
                 m.setattr(os, "replace", replace)
             yield faults
     finally:
-        folder.chmod(mode)
+        for d, mode in modes.items():
+            d.chmod(mode)
