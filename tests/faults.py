@@ -34,7 +34,7 @@ class DiskFaults:
         self.hits = 0
         self.written = 0
 
-    def covers(self, path: "os.PathLike[str] | str | bytes") -> bool:
+    def covers(self, path: os.PathLike[str] | str | bytes) -> bool:
         path = os.fsdecode(path)
         return Path(os.path.abspath(path)).is_relative_to(self.folder)
 
@@ -46,7 +46,7 @@ class DiskFaults:
 
 
 @contextmanager
-def full_disk(monkeypatch: pytest.MonkeyPatch, folder: "os.PathLike[str] | str", free_bytes: int) -> Iterator[DiskFaults]:
+def full_disk(monkeypatch: pytest.MonkeyPatch, folder: os.PathLike[str] | str, free_bytes: int) -> Iterator[DiskFaults]:
     """Files under ``folder`` may receive ``free_bytes`` more bytes in all; then writes fail with ENOSPC.
 
     Like a real filesystem, the write that crosses the limit is short (it stores what fits and returns the
@@ -75,7 +75,7 @@ def full_disk(monkeypatch: pytest.MonkeyPatch, folder: "os.PathLike[str] | str",
 
 
 @contextmanager
-def read_only(monkeypatch: pytest.MonkeyPatch, folder: "os.PathLike[str] | str") -> Iterator[DiskFaults]:
+def read_only(monkeypatch: pytest.MonkeyPatch, folder: os.PathLike[str] | str) -> Iterator[DiskFaults]:
     """``folder`` and every folder under it become read-only (``chmod 0o555``; for root the refusal is emulated,
     see the module docstring)."""
     folder = Path(folder)

@@ -17,8 +17,8 @@ from lightning_snn.data import NMNISTDataModule
 from lightning_snn.data.event_cache import FrameCache
 from lightning_snn.data.neuromorphic import collate_event_frames
 from lightning_snn.fileio import WriteError
-from tests.faults import full_disk, read_only
 from tests.fakes import write_fake_nmnist
+from tests.faults import full_disk, read_only
 
 
 def _nmnist(tmp_path: Path, **kwargs) -> NMNISTDataModule:
