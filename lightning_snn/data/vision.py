@@ -20,7 +20,7 @@ import os
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Literal, Optional, Union
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -405,8 +405,11 @@ class CIFAR10DataModule(_TorchvisionDataModule):
         val_split: fraction of train held out for validation; 0.0 validates on the test split.
         seed: seed of the hold-out split.
         augment: random crop (padding 4) + horizontal flip on the training split.
-        cutout: apply Cutout after normalisation.
+        cutout: apply Cutout (one hole).
         cutout_length: side of the Cutout square.
+        cutout_order: ``"after_normalize"`` (DeVries & Taylor's code: the hole is the mean colour) or
+            ``"before_normalize"`` (between ``ToTensor`` and ``Normalize``, the hole is black, i.e.
+            ``-mean/std`` after normalisation: the Rate-BP repository's order).
         autoaugment: apply AutoAugment (CIFAR10 policy) after crop and flip.
         mean: per-channel mean overriding the default statistics (e.g. to reproduce a paper's code).
         std: per-channel standard deviation overriding the default statistics.
@@ -433,11 +436,15 @@ class CIFAR10DataModule(_TorchvisionDataModule):
         mean: Optional[tuple[float, float, float]] = None,
         std: Optional[tuple[float, float, float]] = None,
         pin_memory: Optional[bool] = None,
+        cutout_order: Literal["after_normalize", "before_normalize"] = "after_normalize",
     ) -> None:
         super().__init__(root, batch_size, num_workers, download, val_split, seed, pin_memory)
         self.augment = bool(augment)
         self.cutout = bool(cutout)
         self.cutout_length = int(cutout_length)
+        if cutout_order not in tr.CUTOUT_ORDERS:
+            raise ValueError(f"cutout_order must be one of {tr.CUTOUT_ORDERS}, got {cutout_order!r}")
+        self.cutout_order = cutout_order
         self.autoaugment = bool(autoaugment)
         self.mean = tuple(mean) if mean is not None else self.default_mean
         self.std = tuple(std) if std is not None else self.default_std
@@ -453,6 +460,7 @@ class CIFAR10DataModule(_TorchvisionDataModule):
             flip=self.augment,
             autoaugment=self.autoaugment,
             cutout_length=self.cutout_length if self.cutout else 0,
+            cutout_order=self.cutout_order,
         )
         self.test_transform = tr.build_test_transform(self.mean, self.std)
         self.save_hyperparameters()
@@ -485,6 +493,7 @@ class CIFAR100DataModule(CIFAR10DataModule):
         mean: Optional[tuple[float, float, float]] = None,
         std: Optional[tuple[float, float, float]] = None,
         pin_memory: Optional[bool] = None,
+        cutout_order: Literal["after_normalize", "before_normalize"] = "after_normalize",
     ) -> None:
         super().__init__(
             root=root,
@@ -500,6 +509,7 @@ class CIFAR100DataModule(CIFAR10DataModule):
             mean=mean,
             std=std,
             pin_memory=pin_memory,
+            cutout_order=cutout_order,
         )
 
 
