@@ -20,11 +20,13 @@ Inputs are synthetic (no CIFAR or CIFAR10-DVS files are needed): normalised-imag
 (standard normal pixels) and sparse event counts that change from frame to frame for CIFAR10-DVS, which is
 what makes the last frame differ from the mean frame. Batch 8 (the configs use 128: BN statistics are
 then less noisy, so the per-step statistics spread less; the numbers here are for one CPU core and are
-indicative of the size of the effect, not of its exact value at batch 128); three seeds each.
+indicative of the size of the effect, not of its exact value at batch 128). The stored results come from
+``--nets cifar10_resnet18`` (seeds 0-2) and ``--nets cifar10dvs_vggsnn_dvs --seeds 0 1`` (each run merges
+its nets into the existing JSON).
 
 Run::
 
-    OMP_NUM_THREADS=1 uv run python benchmarks/rate_bp_single_step_options.py    # a few minutes on one core
+    OMP_NUM_THREADS=1 uv run python benchmarks/rate_bp_single_step_options.py   # ResNet ~10 min, VGGSNN ~10 min per seed (one core)
 """
 from __future__ import annotations
 
@@ -105,24 +107,25 @@ DVS_BPTT = [  # the repository's DVS command without --rate_flag (Rate-BP, plain
 ]
 
 
-def run(seeds: list[int]) -> dict[str, Any]:
+def run(seeds: list[int], nets: list[str]) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    for name, spec in NETS.items():
+    for name in nets:
+        spec = NETS[name]
         comparisons = COMPARISONS + (DVS_BPTT if name.startswith("cifar10dvs") else [])
         torch.manual_seed(0)
         state = make(spec).state_dict()
-        models: dict[str, RateBP] = {}
-        for _, *kws in comparisons:
-            for kw in kws:
-                key = json.dumps(kw, sort_keys=True)
-                if key not in models:
-                    models[key] = make(spec, **kw)
-                    models[key].load_state_dict(state)
-        names = [n for n, _ in next(iter(models.values())).named_parameters()]
+        variants = {json.dumps(kw, sort_keys=True): kw for _, *kws in comparisons for kw in kws}
+        names: list[str] = []
         rows: dict[str, list[dict[str, Any]]] = {label: [] for label, *_ in comparisons}
         for seed in seeds:
             x, y = batch(name, spec, seed)
-            done = {key: step(m, x, y) for key, m in models.items()}
+            done = {}
+            for key, kw in variants.items():  # one model alive at a time (the BPTT graphs are large in float64)
+                model = make(spec, **kw)
+                model.load_state_dict(state)
+                names = [n for n, _ in model.named_parameters()]
+                done[key] = step(model, x, y)
+                del model
             for label, kw_a, kw_b in comparisons:
                 loss_a, out_a, g_a = done[json.dumps(kw_a, sort_keys=True)]
                 loss_b, out_b, g_b = done[json.dumps(kw_b, sort_keys=True)]
@@ -148,15 +151,19 @@ def run(seeds: list[int]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--nets", nargs="+", choices=sorted(NETS), default=sorted(NETS))
     parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    nets = run(args.seeds, args.nets)
+    if args.out.is_file():  # keep the other nets' rows of an earlier run
+        nets = {**json.loads(args.out.read_text()).get("nets", {}), **nets}
     results = {
         "what": "relative L2 gradient difference |g_a - g_b| / |g_b| per parameter tensor, one float64 training step, "
                 "same weights and batch; b is RateBP(step_mode='s') with rate_bn_stats='time_average', "
                 "rate_input='mean_frame' unless stated",
         "dtype": "float64",
-        "nets": run(args.seeds),
+        "nets": dict(sorted(nets.items())),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")
