@@ -40,9 +40,9 @@ Measured on one float64 step, same weights and batch (``benchmarks/rate_bp_singl
 the loss and the logits are identical (the forward is the spike pass); the gradients are not. CIFAR
 ResNet-18 (T = 4): official against library differs by up to 0.19 relative L2 on single tensors, 0.14 on
 the first conv, 0.07 on the whole gradient, all from ``rate_bn_stats`` (``rate_input`` changes nothing for
-static images). CIFAR10-DVS VGGSNN (T = 10, event frames): 2.7 on the first conv, up to 3.3 on single
-tensors, 0.15 on the whole gradient, mostly from ``rate_input`` (``rate_bn_stats`` alone: 0.06 on the first
-conv, up to 1.5 on single tensors).
+static images). CIFAR10-DVS VGGSNN (T = 10, event frames): 2.7-2.9 on the first conv, up to 3.3 on single
+tensors, 0.12-0.15 on the whole gradient, mostly from ``rate_input`` (``rate_bn_stats`` alone: 0.06-0.07 on
+the first conv, up to 1.5 on single tensors). Three seeds for the ResNet, two for the VGGSNN.
 
 Loss-gradient scale. With ``--rate_flag`` the repository's CIFAR script (``experiment/cifar/main.py``,
 ``CustomEvaluator``) replaces the loss by ``loss.detach() + loss/T − (loss/T).detach()``: the value is
