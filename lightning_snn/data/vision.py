@@ -25,7 +25,7 @@ import pickle
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Optional, Union
+from typing import Any, Callable, ClassVar, Literal, Optional, Union
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -456,8 +456,11 @@ class CIFAR10DataModule(_TorchvisionDataModule):
         val_split: fraction of train held out for validation; 0.0 validates on the test split.
         seed: seed of the hold-out split.
         augment: random crop (padding 4) + horizontal flip on the training split.
-        cutout: apply Cutout after normalisation.
+        cutout: apply Cutout (one hole).
         cutout_length: side of the Cutout square.
+        cutout_order: ``"after_normalize"`` (DeVries & Taylor's code: the hole is the mean colour) or
+            ``"before_normalize"`` (between ``ToTensor`` and ``Normalize``, the hole is black, i.e.
+            ``-mean/std`` after normalisation: the Rate-BP repository's order).
         autoaugment: apply AutoAugment (CIFAR10 policy) after crop and flip.
         mean: per-channel mean overriding the default statistics (e.g. to reproduce a paper's code).
         std: per-channel standard deviation overriding the default statistics.
@@ -487,6 +490,7 @@ class CIFAR10DataModule(_TorchvisionDataModule):
         std: Optional[tuple[float, float, float]] = None,
         pin_memory: Optional[bool] = None,
         verify_md5: bool = True,
+        cutout_order: Literal["after_normalize", "before_normalize"] = "after_normalize",
     ) -> None:
         super().__init__(root, batch_size, num_workers, download, val_split, seed, pin_memory)
         self.verify_md5 = bool(verify_md5)
@@ -494,6 +498,9 @@ class CIFAR10DataModule(_TorchvisionDataModule):
         self.augment = bool(augment)
         self.cutout = bool(cutout)
         self.cutout_length = int(cutout_length)
+        if cutout_order not in tr.CUTOUT_ORDERS:
+            raise ValueError(f"cutout_order must be one of {tr.CUTOUT_ORDERS}, got {cutout_order!r}")
+        self.cutout_order = cutout_order
         self.autoaugment = bool(autoaugment)
         self.mean = tuple(mean) if mean is not None else self.default_mean
         self.std = tuple(std) if std is not None else self.default_std
@@ -509,6 +516,7 @@ class CIFAR10DataModule(_TorchvisionDataModule):
             flip=self.augment,
             autoaugment=self.autoaugment,
             cutout_length=self.cutout_length if self.cutout else 0,
+            cutout_order=self.cutout_order,
         )
         self.test_transform = tr.build_test_transform(self.mean, self.std)
         self.save_hyperparameters()
@@ -542,6 +550,7 @@ class CIFAR100DataModule(CIFAR10DataModule):
         std: Optional[tuple[float, float, float]] = None,
         pin_memory: Optional[bool] = None,
         verify_md5: bool = True,
+        cutout_order: Literal["after_normalize", "before_normalize"] = "after_normalize",
     ) -> None:
         super().__init__(
             root=root,
@@ -558,6 +567,7 @@ class CIFAR100DataModule(CIFAR10DataModule):
             std=std,
             pin_memory=pin_memory,
             verify_md5=verify_md5,
+            cutout_order=cutout_order,
         )
 
 

@@ -227,6 +227,33 @@ def test_cutout_in_train_transform():
     assert 0 < int((out == 0).all(dim=0).sum()) <= 64  # normalised white is 1.0; the hole is 0
 
 
+@pytest.mark.parametrize("dm_cls", [CIFAR10DataModule, CIFAR100DataModule])
+def test_cutout_order_sets_the_hole_value(dm_cls):
+    """Rate-BP's order (ToTensor -> Cutout -> Normalize): the hole is black, -mean/std after normalisation;
+    the default order (after Normalize): the hole is 0 in normalised units, i.e. the mean colour."""
+    from PIL import Image
+
+    mean, std = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
+    image = Image.fromarray(np.full((32, 32, 3), 200, np.uint8))
+    holes = {}
+    for order in ("before_normalize", "after_normalize"):
+        dm = dm_cls(augment=False, cutout=True, cutout_length=16, mean=mean, std=std, cutout_order=order)
+        names = [type(t).__name__ for t in dm.train_transform.transforms]
+        expected = ["ToTensor", "Cutout", "Normalize"] if order == "before_normalize" else ["ToTensor", "Normalize", "Cutout"]
+        assert names == expected
+        torch.manual_seed(0)
+        out = dm.train_transform(image)
+        plain = (200 / 255 - torch.tensor(mean)) / torch.tensor(std)
+        hole = ~torch.isclose(out, plain.view(3, 1, 1).expand_as(out)).all(dim=0)
+        assert 0 < int(hole.sum()) <= 256
+        holes[order] = out[:, hole]
+    black = -torch.tensor(mean) / torch.tensor(std)
+    torch.testing.assert_close(holes["before_normalize"], black.view(3, 1).expand_as(holes["before_normalize"]))
+    assert torch.equal(holes["after_normalize"], torch.zeros_like(holes["after_normalize"]))
+    with pytest.raises(ValueError, match="cutout_order must be one of"):
+        dm_cls(cutout=True, cutout_order="before_crop")
+
+
 def test_cifar_recipe_transforms():
     dm = CIFAR10DataModule(augment=True, cutout=True, autoaugment=True)
     names = [type(t).__name__ for t in dm.train_transform.transforms]
