@@ -55,3 +55,7 @@ __all__ += ["DSRVGG", "PreActBlock", "PreActResNet", "dsr_vgg11", "preact_resnet
 from .feedback import FeedbackSNN, ide_alexnet_f, ide_cifarnet_f, ide_conv, ide_fc  # noqa: E402  (IDE feedback SNNs)
 
 __all__ += ["FeedbackSNN", "ide_alexnet_f", "ide_cifarnet_f", "ide_conv", "ide_fc"]
+
+from .ottt_vgg import OTTTVGG, ottt_vgg11_ws  # noqa: E402  (OTTT's weight-standardised VGG)
+
+__all__ += ["OTTTVGG", "ottt_vgg11_ws"]

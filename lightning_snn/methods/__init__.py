@@ -19,3 +19,7 @@ __all__ += ["IDE"]
 from .sltt import SLTT  # noqa: E402  (SLTT, SLTT-K)
 
 __all__ += ["SLTT"]
+
+from .ottt import OTTT  # noqa: E402  (OTTT, variants A and O)
+
+__all__ += ["OTTT"]
