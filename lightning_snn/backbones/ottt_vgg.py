@@ -26,10 +26,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..neurons import NeuronFactory, StepMode, build_neuron_factory
-from .layers import Flatten, SpikingBackbone, TimeDistributed
+from .layers import Flatten, SpikingBackbone, TimeDistributed, TimeFixedDropout
 from .registry import register_backbone
 
-__all__ = ["OTTT_VGG11_CFG", "OTTTVGG", "ScaledWSConv2d", "Scale", "TimeFixedDropout", "ottt_vgg11_ws"]
+__all__ = ["OTTT_VGG11_CFG", "OTTTVGG", "ScaledWSConv2d", "Scale", "ottt_vgg11_ws"]
 
 #: cfg "A" of the official code: channel widths, "M" marks 2x2 average pooling (no pooling after the last pair)
 OTTT_VGG11_CFG: tuple[int | str, ...] = (64, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512)
@@ -69,39 +69,6 @@ class Scale(nn.Module):
 
     def extra_repr(self) -> str:
         return f"scale={self.scale}"
-
-
-class TimeFixedDropout(nn.Module):
-    """Dropout whose mask is drawn once per sequence (at the first step after a reset) and reused at every
-    time step, in both step modes; identity in evaluation. Scaled by ``1/(1 - p)`` as ``nn.Dropout``."""
-
-    is_stateful = True
-
-    def __init__(self, p: float, step_mode: StepMode = "m") -> None:
-        super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"TimeFixedDropout: p must lie in [0, 1), got {p}")
-        self.p = float(p)
-        self.step_mode: StepMode = step_mode
-        self.mask: torch.Tensor | None = None
-
-    def reset(self) -> None:
-        self.mask = None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        frame = x.shape[1:] if self.step_mode == "m" else x.shape
-        if self.mask is None:
-            keep = torch.empty(frame, device=x.device, dtype=x.dtype).bernoulli_(1.0 - self.p)
-            self.mask = keep / (1.0 - self.p)
-        elif self.mask.shape != frame:
-            raise RuntimeError(f"TimeFixedDropout: input frame {tuple(frame)} does not match the mask {tuple(self.mask.shape)}; "
-                               "call reset_states(model) before a new batch")
-        return x * self.mask
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
 
 
 class OTTTVGG(SpikingBackbone):

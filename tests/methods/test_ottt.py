@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightning_snn.backbones import Flatten, TimeDistributed, create_backbone
-from lightning_snn.backbones.ottt_vgg import ScaledWSConv2d, TimeFixedDropout
+from lightning_snn.backbones.layers import TimeFixedDropout
+from lightning_snn.backbones.ottt_vgg import ScaledWSConv2d
 from lightning_snn.methods import OTTT
 from lightning_snn.neurons import OnlineLIFNode, Sigmoid
 
