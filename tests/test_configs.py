@@ -18,7 +18,8 @@ SHRINK = {"ImageNetDataModule": ["--data.init_args.image_size", "64"]}
 # T = 2 (the simulation loop, equilibrium map and Broyden solve are the same code at any T).
 SHRINK_BY_DIR = {("ide", "CIFAR10DataModule"): ["--model.init_args.T", "2"], ("ide", "CIFAR100DataModule"): ["--model.init_args.T", "2"],
                  # SLTT's DVS128 Gesture rows run T = 20 frames of 128x128; the tiny batch runs 4 frames (K = 4 still < T + 1)
-                 ("sltt", "DVSGestureDataModule"): ["--model.init_args.T", "4", "--data.init_args.T", "4"]}
+                 ("sltt", "DVSGestureDataModule"): ["--model.init_args.T", "4", "--data.init_args.T", "4"],
+                 ("ottt", "DVSGestureDataModule"): ["--model.init_args.T", "4", "--data.init_args.T", "4"]}
 
 
 def _data_class(config: Path) -> str:
