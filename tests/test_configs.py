@@ -19,7 +19,9 @@ SHRINK = {"ImageNetDataModule": ["--data.init_args.image_size", "64"]}
 SHRINK_BY_DIR = {("ide", "CIFAR10DataModule"): ["--model.init_args.T", "2"], ("ide", "CIFAR100DataModule"): ["--model.init_args.T", "2"],
                  # SLTT's DVS128 Gesture rows run T = 20 frames of 128x128; the tiny batch runs 4 frames (K = 4 still < T + 1)
                  ("sltt", "DVSGestureDataModule"): ["--model.init_args.T", "4", "--data.init_args.T", "4"],
-                 ("ottt", "DVSGestureDataModule"): ["--model.init_args.T", "4", "--data.init_args.T", "4"]}
+                 ("ottt", "DVSGestureDataModule"): ["--model.init_args.T", "4", "--data.init_args.T", "4"],
+                 # SLTT's ImageNet NF-ResNets run T = 6 (K = 2 for SLTT-2); the tiny batch runs 2 steps
+                 ("sltt", "ImageNetDataModule"): ["--model.init_args.T", "2"]}
 
 
 def _data_class(config: Path) -> str:

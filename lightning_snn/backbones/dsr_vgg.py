@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from torch import nn
 
 from ..neurons import NeuronFactory, StepMode, build_neuron_factory
-from .layers import Flatten, SpikingBackbone, TimeDistributed, TimeFixedDropout
+from .layers import Flatten, SpikingBackbone, TimeDistributed
+from .ottt_vgg import TimeFixedDropout
 from .registry import register_backbone
 
 __all__ = ["DSR_VGG_CFGS", "DSRVGG", "dsr_vgg11"]

@@ -15,7 +15,7 @@ from torch import nn
 from ..neurons import BatchNormThroughTime, NeuronFactory, StepMode, ThresholdDependentBatchNorm, set_step_mode
 from ..neurons.factory import threshold_of
 
-__all__ = ["TimeDistributed", "TimeFixedDropout", "Flatten", "SpikingBackbone", "conv_bn", "make_norm", "to_pair"]
+__all__ = ["TimeDistributed", "Flatten", "SpikingBackbone", "conv_bn", "make_norm", "to_pair"]
 
 
 class TimeDistributed(nn.Module):
@@ -31,39 +31,6 @@ class TimeDistributed(nn.Module):
             return self.module(x)
         y = self.module(x.flatten(0, 1))
         return y.unflatten(0, x.shape[:2])
-
-
-class TimeFixedDropout(nn.Module):
-    """Dropout whose mask is drawn once per sequence (at the first step after a reset) and reused at every
-    time step, in both step modes; identity in evaluation. Scaled by ``1/(1 - p)`` as ``nn.Dropout``."""
-
-    is_stateful = True
-
-    def __init__(self, p: float, step_mode: StepMode = "m") -> None:
-        super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"TimeFixedDropout: p must lie in [0, 1), got {p}")
-        self.p = float(p)
-        self.step_mode: StepMode = step_mode
-        self.mask: torch.Tensor | None = None
-
-    def reset(self) -> None:
-        self.mask = None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        frame = x.shape[1:] if self.step_mode == "m" else x.shape
-        if self.mask is None:
-            keep = torch.empty(frame, device=x.device, dtype=x.dtype).bernoulli_(1.0 - self.p)
-            self.mask = keep / (1.0 - self.p)
-        elif self.mask.shape != frame:
-            raise RuntimeError(f"TimeFixedDropout: input frame {tuple(frame)} does not match the mask {tuple(self.mask.shape)}; "
-                               "call reset_states(model) before a new batch")
-        return x * self.mask
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
 
 
 class Flatten(nn.Module):

@@ -26,10 +26,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..neurons import NeuronFactory, StepMode, build_neuron_factory
-from .layers import Flatten, SpikingBackbone, TimeDistributed, TimeFixedDropout
+from .feedback import VariationalDropout
+from .layers import Flatten, SpikingBackbone, TimeDistributed
 from .registry import register_backbone
 
-__all__ = ["OTTT_VGG11_CFG", "OTTTVGG", "ScaledWSConv2d", "Scale", "ottt_vgg11_ws"]
+__all__ = ["OTTT_VGG11_CFG", "OTTTVGG", "ScaledWSConv2d", "Scale", "TimeFixedDropout", "ottt_vgg11_ws"]
 
 #: cfg "A" of the official code: channel widths, "M" marks 2x2 average pooling (no pooling after the last pair)
 OTTT_VGG11_CFG: tuple[int | str, ...] = (64, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512)
@@ -69,6 +70,22 @@ class Scale(nn.Module):
 
     def extra_repr(self) -> str:
         return f"scale={self.scale}"
+
+
+class TimeFixedDropout(VariationalDropout):
+    """Dropout whose mask is drawn once per sequence and reused at every time step, in both step modes
+    (IDE's :class:`~lightning_snn.backbones.feedback.VariationalDropout`, whose mask covers one step's input,
+    applied to every frame of a multi-step input); identity in evaluation. SpikingJelly's ``layer.Dropout``,
+    the neuron dropout of the SLTT and OTTT codes."""
+
+    def __init__(self, p: float, step_mode: StepMode = "m") -> None:
+        super().__init__(p)
+        self.step_mode: StepMode = step_mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.step_mode == "s" or not self.training or self.p == 0.0:
+            return super().forward(x)
+        return x * super().forward(torch.ones_like(x[0]))  # the [B, ...] mask of the sequence, every step
 
 
 class OTTTVGG(SpikingBackbone):

@@ -31,6 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..neurons import build_neuron_factory, cut_neuron_type, reset_states
 from ..neurons.compression import compress_saved_spikes
 from .base import SpikingClassifier
+from .dsr import load_ann_weights
 
 __all__ = ["OnlineThroughTime"]
 
@@ -44,6 +45,9 @@ class OnlineThroughTime(SpikingClassifier):
         tet_lambda: λ, the weight of the MSE term of the per-step loss (both official codes: 0.05).
         mse_target: ``"constant"`` (MSE to ``phi``) or ``"onehot"`` (MSE to the one-hot label).
         phi: the constant target of ``mse_target="constant"`` (SLTT's ``-loss_means``, 1.0).
+        pretrained: checkpoint (Lightning ``.ckpt`` or a state dict) whose backbone weights initialise the network
+            before training, every key and shape checked (SLTT's ImageNet stage 2: ``-pre_train`` with the T = 1
+            stage's weights). Read in ``setup``; a run resumed from its own checkpoint never reads it.
         **kwargs: see :class:`SpikingClassifier`; ``loss`` must be ``"tet"`` (the per-step loss above).
             ``neuron`` is a BPTT neuron spec (``type: lif`` or ``if``); the method swaps in its temporally
             cut twin (``online_lif`` / ``online_if``).
@@ -63,6 +67,7 @@ class OnlineThroughTime(SpikingClassifier):
         tet_lambda: float = 0.05,
         mse_target: MseTarget = "constant",
         phi: float = 1.0,
+        pretrained: str | None = None,
         **kwargs: Any,
     ) -> None:
         if loss != "tet":
@@ -77,6 +82,8 @@ class OnlineThroughTime(SpikingClassifier):
             raise ValueError(f"{self.method_name}: tet_lambda must lie in [0, 1], got {tet_lambda}")
         self.mse_target: MseTarget = mse_target
         self.phi = float(phi)
+        self.pretrained = pretrained
+        self._pretrained_loaded = False
         super().__init__(*args, loss=loss, tet_lambda=tet_lambda, **kwargs)
         self.automatic_optimization = False
         self._updates = 0  # optimiser updates so far (the count of step-interval schedulers)
@@ -86,6 +93,14 @@ class OnlineThroughTime(SpikingClassifier):
         spec = dict(self.default_neuron if neuron is None else neuron)
         spec["type"] = cut_neuron_type(str(spec.get("type", "lif")), self.method_name)
         return build_neuron_factory(spec)
+
+    def setup(self, stage: str) -> None:
+        if self.pretrained is not None and not self._pretrained_loaded:
+            load_ann_weights(self.backbone, self.pretrained, field="pretrained")
+        self._pretrained_loaded = True
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._pretrained_loaded = True  # the checkpoint's own weights win
 
     # -------------------------------------------------------------------------------------- loss
     def step_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -10,8 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightning_snn.backbones import Flatten, TimeDistributed, create_backbone
-from lightning_snn.backbones.layers import TimeFixedDropout
-from lightning_snn.backbones.ottt_vgg import ScaledWSConv2d
+from lightning_snn.backbones.ottt_vgg import ScaledWSConv2d, TimeFixedDropout
 from lightning_snn.methods import OTTT
 from lightning_snn.neurons import OnlineLIFNode, Sigmoid
 
@@ -152,6 +151,9 @@ def test_weight_standardisation_and_time_fixed_dropout():
     drop.reset()
     assert drop(torch.ones(6, 11)).shape == (6, 11)  # a new mask after a reset, for the new batch's shape
     assert torch.equal(drop.eval()(x), x)
+    multi = TimeFixedDropout(0.5, step_mode="m").train()
+    seq = multi(torch.ones(3, 6, 10))  # [T, B, ...]: one mask for all T steps, kept for the next chunk too
+    assert torch.equal(seq[0], seq[1]) and torch.equal(seq[0], seq[2]) and torch.equal(multi(torch.ones(1, 6, 10))[0], seq[0])
 
 
 def test_official_network_shape_and_parameters():
