@@ -230,3 +230,24 @@ def test_sltt_refuses_a_loss_on_the_mean_output_and_unknown_neurons():
         SLTT(backbone="vggsnn", num_classes=5, input_shape=(2, 8, 8), loss="ce")
     with pytest.raises(ValueError, match="temporally cut"):
         SLTT(backbone="vggsnn", num_classes=5, input_shape=(2, 8, 8), neuron={"type": "dsr_if"})
+
+
+def test_pretrained_backbone_weights_are_loaded_in_setup(tmp_path):
+    """Stage 2 of the ImageNet recipe (-pre_train): the T = 1 network's weights initialise the T = 6 one."""
+    kw = dict(backbone="vggsnn", num_classes=5, input_shape=(2, 8, 8), backbone_kwargs={"cfg": (4, "A", 6, "A")})
+    torch.manual_seed(0)
+    stage1 = SLTT(T=1, **kw)
+    path = tmp_path / "stage1.pt"
+    torch.save({"state_dict": stage1.state_dict()}, path)
+    torch.manual_seed(1)
+    stage2 = SLTT(T=6, pretrained=str(path), **kw)
+    assert not torch.equal(stage2.backbone.body[0][0].module.weight, stage1.backbone.body[0][0].module.weight)
+    stage2.setup("fit")
+    for (n, p), (_, q) in zip(stage2.backbone.state_dict().items(), stage1.backbone.state_dict().items()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0, msg=n)
+    other = SLTT(T=6, pretrained=str(path), backbone="vggsnn", num_classes=5, input_shape=(2, 8, 8),
+                 backbone_kwargs={"cfg": (4, "A", 8, "A")})
+    with pytest.raises(ValueError, match="pretrained: .* does not match"):
+        other.setup("fit")
+    with pytest.raises(FileNotFoundError, match="pretrained"):
+        SLTT(T=6, pretrained=str(tmp_path / "missing.ckpt"), **kw).setup("fit")
