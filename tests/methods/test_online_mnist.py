@@ -20,7 +20,7 @@ HAS_MNIST = (SHARED_DATA / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file(
 NEURON = {"type": "lif", "decay": 0.5, "v_threshold": 1.0, "v_reset": None, "surrogate": {"name": "sigmoid", "alpha": 4.0}}
 COMMON = dict(backbone="mnistnet", num_classes=10, input_shape=(1, 28, 28), T=4, neuron=NEURON,
               backbone_kwargs={"spiking_output": False}, loss="tet", tet_lambda=0.05)
-EPOCHS = 3
+EPOCHS = 1
 
 
 def _accuracy(model: L.LightningModule, tmp_path: Path) -> float:
@@ -43,7 +43,6 @@ def test_online_methods_reach_bptt_accuracy_on_real_mnist(tmp_path):
     builders = {
         "bptt": lambda: BPTT(**COMMON),
         "sltt": lambda: SLTT(**COMMON),
-        "sltt_k2": lambda: SLTT(K=2, seed=0, **COMMON),
         "ottt_a": lambda: OTTT(**COMMON, mse_target="constant"),
         "ottt_o": lambda: OTTT(**COMMON, mse_target="constant", variant="O"),
     }
@@ -51,7 +50,7 @@ def test_online_methods_reach_bptt_accuracy_on_real_mnist(tmp_path):
     for name, build in builders.items():
         L.seed_everything(0)
         acc[name] = _accuracy(build(), tmp_path / name)
-    print("real-MNIST test accuracy after", EPOCHS, "epochs:", {k: round(100 * v, 2) for k, v in acc.items()})
+        print(f"real-MNIST test accuracy, {name}: {100 * acc[name]:.2f}%", flush=True)
     assert acc["bptt"] > 0.95
     for name in ("sltt", "ottt_a", "ottt_o"):
         assert acc[name] >= acc["bptt"] - 0.015, (name, acc)
