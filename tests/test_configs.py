@@ -21,7 +21,7 @@ SHRINK_BY_DIR = {("ide", "CIFAR10DataModule"): ["--model.init_args.T", "2"], ("i
                  ("sltt", "DVSGestureDataModule"): ["--model.init_args.T", "4", "--data.init_args.T", "4"],
                  ("ottt", "DVSGestureDataModule"): ["--model.init_args.T", "4", "--data.init_args.T", "4"],
                  # SLTT's ImageNet NF-ResNets run T = 6 (K = 2 for SLTT-2); the tiny batch runs 2 steps
-                 ("sltt", "ImageNetDataModule"): ["--model.init_args.T", "2"]}
+                 ("sltt", "ImageNetDataModule"): ["--model.init_args.T", "2"], ("ottt", "ImageNetDataModule"): ["--model.init_args.T", "2"]}
 
 
 # SLTT's ImageNet stage-2 rows differ from sltt/imagenet_nf_resnet34.yaml only in the NF-ResNet depth (and K): they are

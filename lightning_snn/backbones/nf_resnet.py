@@ -128,7 +128,9 @@ class SpikingNFResNet(SpikingBackbone):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 nn.init.zeros_(m.bias)
-        nn.init.zeros_(parts[-1].module.weight)  # the official head: zero weights, PyTorch's default bias
+        head = parts[-1].module
+        nn.init.zeros_(head.weight)  # the official head: zero weights, PyTorch's default bias
+        head.presynaptic_trace = False  # it reads the residual stream, not spikes (OTTT: no trace, as the official code)
         self.finalize()
 
 

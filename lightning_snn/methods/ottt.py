@@ -23,7 +23,9 @@ Implementation (ARCHITECTURE.md: neuron swap + hooks around layers, the backbone
   unchanged, the input gradient is the ordinary spatial one, and the weight gradient is
   ``δ · â^T`` — the official ``WrapedSNNOp`` / ``Replace`` construction;
 * layers that run before any neuron at a time step (the first convolution, fed by the data) keep
-  the instantaneous input, as the official code (its first convolution is not wrapped).
+  the instantaneous input, as the official code (its first convolution is not wrapped); so does a layer
+  that a backbone marks ``presynaptic_trace = False`` because its input is not a spike train (the NF-ResNet
+  classifier reads the pooled residual stream, and the official code does not wrap it either).
 
 Both variants run under manual optimisation (:mod:`lightning_snn.methods._online`): ``variant: A``
 accumulates the per-step gradients and updates once per batch; ``variant: O`` updates after every time
@@ -112,8 +114,8 @@ class PresynapticTraces:
         self._after_neuron = True
 
     def _before_layer(self, module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
-        if not (self._after_neuron and torch.is_grad_enabled()):
-            return None  # fed by the data (or no gradient wanted): the instantaneous input
+        if not (self._after_neuron and torch.is_grad_enabled()) or not getattr(module, "presynaptic_trace", True):
+            return None  # fed by the data or by real values (or no gradient wanted): the instantaneous input
         x = args[0]
         previous = self.traces.get(module)
         with torch.no_grad():
