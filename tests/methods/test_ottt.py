@@ -171,3 +171,30 @@ def test_ottt_refuses_neurons_with_different_leaks():
         OTTT(backbone=net, num_classes=3, input_shape=(2, 2, 2), T=2)
     with pytest.raises(ValueError, match="variant"):
         OTTT(backbone=_net(), num_classes=3, input_shape=(2, 2, 2), variant="B")
+
+
+def test_layers_marked_without_trace_keep_the_instantaneous_input():
+    """NF-ResNet: the classifier reads the residual stream (presynaptic_trace = False), so its OTTT gradient is
+    SLTT's, while the block convolutions fed by spikes get the trace gradient."""
+    from lightning_snn.methods import SLTT
+
+    torch.manual_seed(0)
+    kw = dict(backbone="nf_resnet34", num_classes=4, input_shape=(3, 16, 16), T=3, tet_lambda=0.0)
+    ottt = OTTT(**kw).double()
+    with torch.no_grad():
+        for m in ottt.backbone.modules():
+            if hasattr(m, "skipinit_gain"):
+                m.skipinit_gain.fill_(1.0)  # open the residual branches (zero at initialisation)
+        ottt.backbone.body[-1].module.weight.normal_(0, 0.1)
+    sltt = SLTT(**kw, neuron=ottt.hparams.get("neuron") or {"type": "lif", "tau": 2.0, "v_reset": None,
+                "detach_reset": True, "surrogate": {"name": "sigmoid", "alpha": 1.0}}).double()
+    sltt.load_state_dict(ottt.state_dict())
+    x, y = torch.rand(2, 3, 16, 16, dtype=torch.float64) * 3, torch.tensor([0, 3])
+    ottt.run_sequence(x, y, backward=lambda loss: loss.backward())
+    sltt.run_sequence(x, y, backward=lambda loss: loss.backward())
+    head_o, head_s = ottt.backbone.body[-1].module.weight.grad, sltt.backbone.body[-1].module.weight.grad
+    torch.testing.assert_close(head_o, head_s, rtol=1e-12, atol=1e-14)
+    assert float(head_o.abs().sum()) > 0
+    conv_o = ottt.backbone.body[2].conv2.module.weight.grad
+    conv_s = sltt.backbone.body[2].conv2.module.weight.grad
+    assert float((conv_o - conv_s).abs().max()) > 1e-8
