@@ -12,6 +12,7 @@ from torch import nn
 from lightning_snn.backbones import Flatten, TimeDistributed, create_backbone
 from lightning_snn.backbones.ottt_vgg import ScaledWSConv2d, TimeFixedDropout
 from lightning_snn.methods import OTTT
+from lightning_snn.methods.ottt import OTTT_LIF
 from lightning_snn.neurons import OnlineLIFNode, Sigmoid
 
 TAU, ALPHA, LAMBDA_LOSS = 2.0, 4.0, 0.05
@@ -186,8 +187,7 @@ def test_layers_marked_without_trace_keep_the_instantaneous_input():
             if hasattr(m, "skipinit_gain"):
                 m.skipinit_gain.fill_(1.0)  # open the residual branches (zero at initialisation)
         ottt.backbone.body[-1].module.weight.normal_(0, 0.1)
-    sltt = SLTT(**kw, neuron=ottt.hparams.get("neuron") or {"type": "lif", "tau": 2.0, "v_reset": None,
-                "detach_reset": True, "surrogate": {"name": "sigmoid", "alpha": 1.0}}).double()
+    sltt = SLTT(**kw, neuron=OTTT_LIF).double()  # the same neuron, no traces
     sltt.load_state_dict(ottt.state_dict())
     x, y = torch.rand(2, 3, 16, 16, dtype=torch.float64) * 3, torch.tensor([0, 3])
     ottt.run_sequence(x, y, backward=lambda loss: loss.backward())
