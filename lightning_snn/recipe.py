@@ -266,6 +266,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _configured_precision(config: Any, trainer: Any) -> str:
+    """The precision the config asks for, in Lightning's unified names (``16`` -> ``16-mixed``). Not the
+    trainer's: on a CPU Lightning swaps ``16-mixed`` for ``bf16-mixed``, but the config (what runs on a GPU)
+    is what the card describes."""
+    from lightning.fabric.connector import _convert_precision_to_unified_args
+
+    configured = config.get("trainer.precision")
+    return str(trainer.precision) if configured is None else str(_convert_precision_to_unified_args(configured))
+
+
 def extract_recipe(cli: Any) -> dict[str, Any]:
     """The card fields of a config as the CLI resolved and instantiated it (``build_cli(..., run=False)``)."""
     config, model, trainer, data = cli.config, cli.model, cli.trainer, cli.datamodule
@@ -299,7 +309,7 @@ def extract_recipe(cli: Any) -> dict[str, Any]:
         "augmentation": _flatten_transform(getattr(data, "train_transform", None)),
         "loss": hp.get("loss"),
         "seed": _plain(config.get("seed_everything")),
-        "precision": str(trainer.precision),
+        "precision": _configured_precision(config, trainer),
         "label_smoothing": float(hp.get("label_smoothing", 0.0) or 0.0),
         "encoding": hp.get("encoding", "direct"),
         "step_mode": hp.get("step_mode", "m"),

@@ -65,6 +65,14 @@ def test_extract_reads_the_resolved_config(example):
     assert actual["num_params"] > 0 and actual["method"] == "BPTT"
 
 
+@pytest.mark.parametrize("given, reported", [("16-mixed", "16-mixed"), ("16", "16-mixed"), ("bf16-mixed", "bf16-mixed")])
+def test_precision_is_the_configured_one(given, reported):
+    # on a CPU Lightning runs 16-mixed as bf16-mixed; the card describes the config (what a GPU runs)
+    cli = build_cli(["--config", str(EXAMPLE), "--trainer.logger", "false", "--trainer.accelerator", "cpu",
+                     "--trainer.precision", given], run=False)
+    assert extract_recipe(cli)["precision"] == reported
+
+
 def test_identical_card_matches(example):
     card, actual = example
     assert all(f.status == "match" for f in compare_card(card, actual, {}))
