@@ -15,3 +15,8 @@ __all__ += ["SpikingSummary", "SynapticOps", "count_synaptic_ops"]
 from .sync_batchnorm import SpikingSyncBatchNorm  # noqa: E402  (sync_batchnorm for time-folded BatchNorm)
 
 __all__ += ["SpikingSyncBatchNorm"]
+
+from .rng_state import RandomStateCheckpoint  # noqa: E402  (exact resume: RNG states in checkpoints)
+from .requeue import SlurmRequeue  # noqa: E402  (SLURM preemption: checkpoint at a step boundary, requeue)
+
+__all__ += ["RandomStateCheckpoint", "SlurmRequeue"]
