@@ -7,6 +7,7 @@ numbers in every step (Poisson encoding), so the RNG states in the checkpoint ar
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import lightning as L
@@ -62,12 +63,63 @@ def _assert_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> Non
 
 def test_mid_epoch_kill_and_resume_equals_the_uninterrupted_run(tmp_path, monkeypatch):
     monkeypatch.setenv("LIGHTNING_SNN_SUMMARY", "0")
-    full = _fit(tmp_path / "full")
+    full = _fit(tmp_path / "full", batch_size=128)
     steps = tmp_path / "steps"
     ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=steps, every_n_train_steps=5, save_top_k=-1, filename="{step}")
     with pytest.raises(RuntimeError, match="crash at step 7"):
-        _fit(tmp_path / "crashed", callbacks=[ckpt, Crash(7)])
+        _fit(tmp_path / "crashed", callbacks=[ckpt, Crash(7)], batch_size=128)
     state = torch.load(steps / "step=5.ckpt", weights_only=True)
-    assert state["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]["position"] == 5 * 64  # mid-epoch: 23 steps
-    resumed = _fit(tmp_path / "resumed", ckpt_path=steps / "step=5.ckpt")
+    assert state["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]["position"] == 5 * 128  # of 11 steps
+    resumed = _fit(tmp_path / "resumed", ckpt_path=steps / "step=5.ckpt", batch_size=128)
+    _assert_equal(full, resumed)
+
+
+# ------------------------------------------------------------------ SLURM preemption (issue 19, item 8)
+class SignalMidStep(L.Callback):
+    """Deliver SIGUSR1 to this process in the middle of optimiser step ``at`` (as SLURM's time-limit warning may)."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_before_optimizer_step(self, trainer, *args):
+        if trainer.global_step == self.at:
+            import os
+            import signal
+
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+
+@pytest.fixture
+def emulated_slurm(tmp_path, monkeypatch):
+    """SLURM's variables for a 1-task job 4242, and a stand-in `scontrol` that records its arguments."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    record = tmp_path / "scontrol.args"
+    scontrol = bin_dir / "scontrol"
+    scontrol.write_text(f'#!/bin/sh\necho "$@" >> {record}\n')
+    scontrol.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    for key, value in {"SLURM_NTASKS": "1", "SLURM_JOB_NAME": "resume-test", "SLURM_JOB_ID": "4242", "SLURM_PROCID": "0",
+                       "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NODELIST": "localhost", "SLURM_NTASKS_PER_NODE": "1"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
+    return record
+
+
+def test_slurm_requeue_checkpoints_at_a_step_boundary_and_the_requeued_run_matches(tmp_path, monkeypatch, emulated_slurm):
+    """SIGUSR1 arrives inside step 4; the checkpoint is taken after that step, the job requeued, and the process
+    stops. The relaunch (ckpt_path None on SLURM: Lightning picks the newest hpc_ckpt) ends with the weights of the
+    uninterrupted run. (Lightning alone saves inside the signal handler, mid-step, and trains on.)"""
+    from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+    monkeypatch.setenv("LIGHTNING_SNN_SUMMARY", "0")
+    root = tmp_path / "job"
+    full = _fit(tmp_path / "full", batch_size=128)
+    with pytest.raises(SystemExit) as stop:
+        _fit(root, callbacks=[SignalMidStep(3)], batch_size=128, plugins=[SLURMEnvironment(auto_requeue=True)])
+    assert stop.value.code == 0
+    assert emulated_slurm.read_text().split() == ["requeue", "4242"]
+    hpc = root / "hpc_ckpt_1.ckpt"
+    assert torch.load(hpc, weights_only=True)["global_step"] == 4  # the step in progress finished, nothing beyond
+    resumed = _fit(root, batch_size=128, plugins=[SLURMEnvironment(auto_requeue=True)])
     _assert_equal(full, resumed)
