@@ -2,7 +2,8 @@
 
 It writes into ``$PROBE_DIR``: ``step`` (the last finished global step, for the test to time a signal),
 ``rank<global rank>.json`` (the rank layout and, per epoch, the training indices this process was given), and at
-the end of training ``weights_rank<global rank>.pt`` (the model's state dict). ``PROBE_STEP_DELAY`` (seconds)
+the end of training ``weights_rank<global rank>.pt`` (the model's state dict). ``PROBE_SAVE_AT=k`` saves ``step<k>.ckpt`` after
+global step k. ``PROBE_STEP_DELAY`` (seconds)
 slows every step down so that a signal sent by the test lands in the middle of an epoch.
 """
 from __future__ import annotations
@@ -34,6 +35,8 @@ class Probe(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
         if trainer.is_global_zero:
             (self.dir / "step").write_text(str(trainer.global_step))
+        if str(trainer.global_step) == os.environ.get("PROBE_SAVE_AT"):  # every process joins the save
+            trainer.save_checkpoint(self.dir / f"step{trainer.global_step}.ckpt")
         time.sleep(self.delay)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
