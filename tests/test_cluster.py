@@ -245,3 +245,52 @@ def test_torchrun_two_nodes_on_loopback_shard_and_match_one_process(tmp_path):
     # 1 -> 2: the 1-process checkpoint after 4 steps (4 x 64) continues in 2 processes at batch 4 of 32 each
     one_to_two = _two_nodes(tmp_path / "1to2", ["--ckpt_path", str(one / "step4.ckpt")])
     _close(_weights(one), _weights(one_to_two), "1-process checkpoint resumed in 2 processes")
+
+
+# ------------------------------------------------------------------ SLURM requeue, emulated (issue 19, item 8)
+@pytest.mark.slow
+def test_emulated_slurm_sigusr1_requeue_and_relaunch_match_the_uninterrupted_run(tmp_path):
+    """`lightning-snn fit --config ... --config configs/cluster/slurm_requeue.yaml` under SLURM's variables, with a
+    stand-in `scontrol` on PATH; SIGUSR1 is sent from outside once step 3 is done; the relaunched command resumes
+    from hpc_ckpt_1.ckpt and ends with the weights of an uninterrupted run, bit for bit."""
+    import signal
+    import time
+
+    import torch
+
+    bin_dir, record = tmp_path / "bin", tmp_path / "scontrol.args"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {record}\n')
+    (bin_dir / "scontrol").chmod(0o755)
+    slurm = {"SLURM_NTASKS": "1", "SLURM_JOB_NAME": "requeue-test", "SLURM_JOB_ID": "4242", "SLURM_PROCID": "0",
+             "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NODELIST": "localhost", "SLURM_NTASKS_PER_NODE": "1",
+             "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    full = _one_process(tmp_path / "full", [])
+
+    job, probe = tmp_path / "job", tmp_path / "job" / "probe"
+    exe = Path(sys.executable).with_name("lightning-snn")
+    cmd = [str(exe), "fit", "--config", str(ROOT / "configs/quickstart.yaml"), *_small(job, 64, probe),
+           "--trainer.devices", "1", "--config", str(CLUSTER / "slurm_requeue.yaml")]
+    env = _env(probe, **slurm)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**env, "PROBE_STEP_DELAY": "0.5"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not ((probe / "step").is_file() and int((probe / "step").read_text() or 0) >= 3):
+            assert proc.poll() is None and time.monotonic() < deadline, "training did not reach step 3"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGUSR1)
+        out = proc.communicate(timeout=240)[0]
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out[-3000:]
+    assert record.read_text().split() == ["requeue", "4242"]
+    saved_at = torch.load(job / "hpc_ckpt_1.ckpt", weights_only=True)["global_step"]
+    assert 3 <= saved_at < 10, f"saved at step {saved_at}: not in the middle of the 10-step epoch"
+    assert not (probe / "weights_rank0.pt").exists()  # it stopped: training did not run to its end
+
+    relaunch = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert relaunch.returncode == 0, relaunch.stderr[-3000:]
+    assert "Restoring states from the checkpoint path at" in relaunch.stderr + relaunch.stdout
+    a, b = _weights(full), _weights(probe)
+    assert all(torch.equal(a[k], b[k]) for k in a), "the requeued run's weights differ from the uninterrupted run's"
