@@ -142,9 +142,9 @@ class SpikingCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         section = self.config[subcommand] if subcommand else self.config
         ckpt_path = section.get("ckpt_path") if subcommand else self._model_checkpoint
-        if not ckpt_path or not Path(ckpt_path).is_file():
-            return  # "last" / "best" / "hpc" and missing files: the Trainer resolves or rejects them
-        ckpt = load_checkpoint(ckpt_path)
+        if not ckpt_path or ckpt_path in ("last", "best", "hpc") or str(ckpt_path).startswith("registry") or "://" in str(ckpt_path):
+            return  # Lightning's names for checkpoints it finds itself, and remote files: the Trainer resolves them
+        ckpt = load_checkpoint(ckpt_path)  # a missing or unreadable file stops here, in one sentence naming it
         hparams = dict(ckpt.get("hyper_parameters") or {}) if isinstance(ckpt, dict) else {}
         if not hparams:
             return  # nothing recorded: the config defines the model

@@ -114,3 +114,5 @@ def test_an_empty_checkpoint_is_one_sentence(tmp_path):
     empty.write_bytes(b"")
     with pytest.raises(CheckpointError, match=f"checkpoint {empty} is empty"):
         _validate(empty)
+    with pytest.raises(FileNotFoundError, match=f"checkpoint {tmp_path / 'nowhere.ckpt'} does not exist"):
+        _validate(tmp_path / "nowhere.ckpt")
