@@ -38,7 +38,8 @@ class SlurmRequeue(L.Callback):
         self._requested = False
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        env = trainer._accelerator_connector.cluster_environment
+        # the environment Lightning's own signal connector reads (the strategy holds it only when parallel)
+        env = getattr(getattr(trainer, "_accelerator_connector", None), "cluster_environment", None)
         if not (isinstance(env, SLURMEnvironment) and env.auto_requeue and hasattr(signal, "SIGUSR1")):
             return
         self._signum = int(env.requeue_signal or signal.SIGUSR1)
