@@ -116,3 +116,13 @@ def test_an_empty_checkpoint_is_one_sentence(tmp_path):
         _validate(empty)
     with pytest.raises(FileNotFoundError, match=f"checkpoint {tmp_path / 'nowhere.ckpt'} does not exist"):
         _validate(tmp_path / "nowhere.ckpt")
+
+
+def test_data_that_does_not_fit_the_checkpoint_is_an_error(small_ckpt, tmp_path):
+    """The checkpoint was trained on 8x8 digits; MNIST's 28x28 input (linked from the DataModule) is named."""
+    from lightning_snn.cli import CheckpointConfigError
+    from tests.fakes import write_fake_mnist
+
+    write_fake_mnist(tmp_path, "MNIST", n_train=10, n_test=10)
+    with pytest.raises(CheckpointConfigError, match=r"model.init_args.input_shape: the data gives \[1, 28, 28\]"):
+        _validate(small_ckpt, "--data.class_path", "lightning_snn.data.MNISTDataModule", "--data.init_args.root", str(tmp_path))

@@ -60,3 +60,13 @@ def test_a_mid_epoch_state_moves_between_numbers_of_processes():
         three.load_state_dict(state)
     with pytest.raises(ValueError, match="data seed 0, this run's DataModule has seed 9"):
         EpochSeededSampler(DATA, seed=9).load_state_dict(state)
+
+
+def test_an_end_of_epoch_state_loads_into_any_number_of_processes():
+    two = EpochSeededSampler(DATA, seed=0, num_replicas=2)
+    list(two)  # the whole shard drawn: the epoch is finished
+    three = EpochSeededSampler(DATA, seed=0, num_replicas=3)
+    three.load_state_dict(two.state_dict())
+    assert list(three) == []  # nothing left of that epoch
+    three.set_epoch(1)
+    assert len(list(three)) == 8
