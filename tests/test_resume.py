@@ -48,7 +48,7 @@ def _fit(root: Path, callbacks=(), ckpt_path=None, max_epochs=2, batch_size=64, 
     model = BPTT(backbone="mnistnet", num_classes=10, input_shape=(1, 8, 8), T=2, encoding="poisson",
                  backbone_kwargs={"channels": [4, 8], "hidden": 16})
     data = UnitDigits(batch_size=batch_size, val_split=0.0)
-    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=max_epochs, logger=False, enable_progress_bar=False,
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=max_epochs, limit_train_batches=6, logger=False, enable_progress_bar=False,
                         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=root,
                         callbacks=list(callbacks), deterministic=True, **trainer_kwargs)
     trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
@@ -65,12 +65,12 @@ def test_mid_epoch_kill_and_resume_equals_the_uninterrupted_run(tmp_path, monkey
     monkeypatch.setenv("LIGHTNING_SNN_SUMMARY", "0")
     full = _fit(tmp_path / "full", batch_size=128)
     steps = tmp_path / "steps"
-    ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=steps, every_n_train_steps=5, save_top_k=-1, filename="{step}")
-    with pytest.raises(RuntimeError, match="crash at step 7"):
-        _fit(tmp_path / "crashed", callbacks=[ckpt, Crash(7)], batch_size=128)
-    state = torch.load(steps / "step=5.ckpt", weights_only=True)
-    assert state["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]["position"] == 5 * 128  # of 11 steps
-    resumed = _fit(tmp_path / "resumed", ckpt_path=steps / "step=5.ckpt", batch_size=128)
+    ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=steps, every_n_train_steps=4, save_top_k=-1, filename="{step}")
+    with pytest.raises(RuntimeError, match="crash at step 5"):
+        _fit(tmp_path / "crashed", callbacks=[ckpt, Crash(5)], batch_size=128)
+    state = torch.load(steps / "step=4.ckpt", weights_only=True)
+    assert state["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]["position"] == 4 * 128  # of 6 steps
+    resumed = _fit(tmp_path / "resumed", ckpt_path=steps / "step=4.ckpt", batch_size=128)
     _assert_equal(full, resumed)
 
 
