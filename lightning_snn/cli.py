@@ -11,22 +11,121 @@ and LR scheduler come from the config's top-level ``optimizer:`` and ``lr_schedu
 """
 from __future__ import annotations
 
+import importlib
 import sys
 import warnings
 from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
 
+from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.utilities import rank_zero_info
+
+from .checkpoint import load_checkpoint
 
 from .data import SpikingDataModule
 from .methods import SpikingClassifier
 
-__all__ = ["SpikingCLI", "build_cli", "export_main", "main"]
+__all__ = ["EVALUATION_SETTINGS", "CheckpointConfigError", "SpikingCLI", "build_cli", "export_main", "main", "reconcile_model_with_checkpoint"]
+
+
+#: Model settings that an explicit config or command-line value may change when a checkpoint is loaded: they
+#: change how the trained network is run, not what was trained (the number of time steps, the neurons' step
+#: mode, how spikes are stored for backward, the IDE solver's iteration budget and tolerance).
+EVALUATION_SETTINGS: frozenset[str] = frozenset(
+    {"T", "step_mode", "spike_storage", "solver_max_iter", "solver_tol", "solver_memory", "residual_warning"}
+)
+
+
+class CheckpointConfigError(ValueError):
+    """The config asks for a model that differs from the checkpoint's in a field the checkpoint defines."""
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"neuron": {"decay": 0.25}}`` -> ``{"neuron.decay": 0.25}``; tuples become lists (YAML has no tuples)."""
+    if isinstance(tree, Namespace):
+        tree = tree.as_dict()
+    if isinstance(tree, dict) and tree:
+        flat: dict[str, Any] = {}
+        for key, value in tree.items():
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        return flat
+    if isinstance(tree, tuple):
+        tree = list(tree)
+    return {prefix[:-1]: tree}
+
+
+def _import(path: str) -> Any:
+    module, _, name = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return path
+
+
+def reconcile_model_with_checkpoint(
+    ckpt_path: str | Path, hparams: dict[str, Any], explicit: dict[str, Any] | None, class_path: str | None
+) -> tuple[dict[str, Any], list[str]]:
+    """Apply the checkpoint rule to a model section; return it (``class_path`` / ``init_args``) and the notices.
+
+    The rule: the checkpoint defines the model (its class and every ``__init__`` argument saved in its
+    ``hyper_parameters``). A value the user gave explicitly (in a config file or on the command line, not a
+    default) that differs from the checkpoint's is applied with a notice if it is one of
+    :data:`EVALUATION_SETTINGS`, and is a :class:`CheckpointConfigError` naming the field otherwise. A field
+    the checkpoint does not record keeps the config's value.
+    """
+    hparams = dict(hparams)
+    hparams.pop("_instantiator", None)
+    ckpt_class = hparams.pop("_class_path", None)
+    explicit = explicit or {}
+    if ckpt_class and class_path and _import(ckpt_class) is not _import(class_path):
+        raise CheckpointConfigError(
+            f"model.class_path: the config asks for {class_path} but checkpoint {ckpt_path} holds a {ckpt_class}; "
+            "the checkpoint defines the model: remove model.class_path or give the checkpoint's class"
+        )
+    trained = _flatten(hparams)
+    given = _flatten(explicit.get("init_args") or {}) if isinstance(explicit, dict) else {}
+    init_args = dict(hparams)
+    notices: list[str] = []
+    for key, value in sorted(given.items()):
+        top = key.split(".")[0]
+        if top not in hparams:
+            continue  # the checkpoint does not record this argument: the config's value stands
+        if key in trained and trained[key] == value:
+            continue
+        ckpt_value = trained.get(key, "not set (the default)")
+        if key == top and top in EVALUATION_SETTINGS:
+            init_args[top] = value
+            notices.append(f"model.init_args.{key}: using {value!r} as given; checkpoint {ckpt_path} was trained with {ckpt_value!r}")
+            continue
+        shown = ckpt_value if key not in trained else repr(ckpt_value)
+        raise CheckpointConfigError(
+            f"model.init_args.{key}: the config gives {value!r} but checkpoint {ckpt_path} was trained with {shown}; "
+            "the checkpoint defines the model: remove the field from the config (or set it to the checkpoint's value); "
+            f"only {', '.join(sorted(EVALUATION_SETTINGS))} may differ"
+        )
+    section: dict[str, Any] = {"init_args": init_args}
+    if ckpt_class or class_path:
+        section["class_path"] = ckpt_class or class_path
+    return section, notices
 
 
 class SpikingCLI(LightningCLI):
-    """LightningCLI with the data -> model links every lightning-snn experiment needs."""
+    """LightningCLI with the data -> model links every lightning-snn experiment needs.
+
+    With a checkpoint (``validate|test|fit|predict --ckpt_path``, and ``lightning-snn export``) the model is
+    built by :func:`reconcile_model_with_checkpoint`: the checkpoint's hyper-parameters define it, explicit
+    evaluation settings (``T`` ...) are applied with a notice, and any other conflicting field is an error
+    naming it. (LightningCLI's own handling replaces the whole model section by the checkpoint's, silently.)
+    """
+
+    def __init__(self, *args: Any, model_checkpoint: str | Path | None = None, **kwargs: Any) -> None:
+        # `model_checkpoint`: the checkpoint whose model to build when no subcommand runs (`lightning-snn export`)
+        self._model_checkpoint = model_checkpoint
+        self._ckpt_hparams: dict[str, Any] = {}
+        self._ckpt_source: str | Path | None = None
+        super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
@@ -34,6 +133,48 @@ class SpikingCLI(LightningCLI):
         parser.add_argument(
             "--test_after_fit", type=bool, default=False, help="(fit only) run the test loop on the trained weights after fit"
         )
+
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        # the values given in config files and on the command line, without the defaults
+        self._explicit_config = parser.parse_args(args, defaults=False) if isinstance(args, (list, type(None))) else None
+
+    def _parse_ckpt_path(self) -> None:
+        subcommand = self.config.get("subcommand")
+        section = self.config[subcommand] if subcommand else self.config
+        ckpt_path = section.get("ckpt_path") if subcommand else self._model_checkpoint
+        if not ckpt_path or ckpt_path in ("last", "best", "hpc") or str(ckpt_path).startswith("registry") or "://" in str(ckpt_path):
+            return  # Lightning's names for checkpoints it finds itself, and remote files: the Trainer resolves them
+        ckpt = load_checkpoint(ckpt_path)  # a missing or unreadable file stops here, in one sentence naming it
+        hparams = dict(ckpt.get("hyper_parameters") or {}) if isinstance(ckpt, dict) else {}
+        if not hparams:
+            return  # nothing recorded: the config defines the model
+        explicit = self._explicit_config
+        if explicit is not None and subcommand:
+            explicit = explicit.get(subcommand)
+        explicit_model = explicit.get("model") if explicit is not None else None
+        if isinstance(explicit_model, Namespace):
+            explicit_model = explicit_model.as_dict()
+        model, notices = reconcile_model_with_checkpoint(
+            ckpt_path, hparams, explicit_model if isinstance(explicit_model, dict) else None, section.get("model.class_path")
+        )
+        for notice in notices:
+            rank_zero_info(notice)
+        self._ckpt_hparams, self._ckpt_source = hparams, ckpt_path
+        update = {subcommand: {"model": model}} if subcommand else {"model": model}
+        self.config = self.parser.parse_object(update, self.config)
+
+    def after_instantiate_classes(self) -> None:
+        # num_classes / input_shape come from the DataModule (linked at instantiation): they must fit the checkpoint
+        for key in ("num_classes", "input_shape"):
+            if key not in self._ckpt_hparams:
+                continue
+            trained, built = _flatten(self._ckpt_hparams[key]).get(""), _flatten(getattr(self.model, key)).get("")
+            if trained != built:
+                raise CheckpointConfigError(
+                    f"model.init_args.{key}: the data gives {built!r} (linked from data.{key}) but checkpoint "
+                    f"{self._ckpt_source} was trained with {trained!r}; use the DataModule the model was trained on"
+                )
 
     def after_fit(self) -> None:
         if self.config[self.subcommand].get("test_after_fit"):
@@ -65,8 +206,12 @@ class SpikingCLI(LightningCLI):
         return LightningCLI.configure_optimizers(lightning_module, optimizer, lr_scheduler)
 
 
-def build_cli(args: Sequence[str] | None = None, run: bool = True) -> SpikingCLI:
-    """Build (and by default run) the CLI; ``args=None`` reads ``sys.argv``."""
+def build_cli(args: Sequence[str] | None = None, run: bool = True, model_checkpoint: str | Path | None = None) -> SpikingCLI:
+    """Build (and by default run) the CLI; ``args=None`` reads ``sys.argv``.
+
+    ``model_checkpoint`` (with ``run=False``): build the model of that checkpoint, by the checkpoint rule of
+    :class:`SpikingCLI` (what ``--ckpt_path`` does for the subcommands).
+    """
     return SpikingCLI(
         SpikingClassifier,
         SpikingDataModule,
@@ -75,20 +220,21 @@ def build_cli(args: Sequence[str] | None = None, run: bool = True) -> SpikingCLI
         save_config_kwargs={"overwrite": True},
         args=list(args) if args is not None else None,
         run=run,
+        model_checkpoint=model_checkpoint,
     )
 
 
 def export_main(argv: Sequence[str]) -> tuple[Path, Path]:
     """``lightning-snn export``: write the integer weights of a quantization-aware-trained checkpoint.
 
-    The model is built from the same config(s) as the training run (which must list the
-    ``QuantizationAwareTraining`` callback), the checkpoint is loaded with ``weights_only=True``, and
+    The model is the checkpoint's (its recorded hyper-parameters; the config(s) of the training run must list
+    the ``QuantizationAwareTraining`` callback and may change only evaluation settings such as ``T``, with a
+    notice; any other field that differs from the checkpoint is an error naming it), the checkpoint is loaded
+    with ``weights_only=True``, and
     :func:`lightning_snn.quantization.export_quantized` writes ``<out>.safetensors`` + ``<out>.json``
     (and ``<out>.nir`` with ``--nir``). Further ``--section.key value`` overrides are passed to the config.
     """
     import argparse
-
-    import torch
 
     from .callbacks import QuantizationAwareTraining
     from .quantization import export_quantized
@@ -100,15 +246,13 @@ def export_main(argv: Sequence[str]) -> tuple[Path, Path]:
     parser.add_argument("--nir", action="store_true", help="also write <out>.nir (sequential backbones only)")
     ns, overrides = parser.parse_known_args(list(argv))
     cli_args = [a for c in ns.config for a in ("--config", c)] + overrides + ["--trainer.logger", "false"]
-    cli = build_cli(cli_args, run=False)
+    ckpt = Path(ns.ckpt_path)
+    state = load_checkpoint(ckpt)
+    cli = build_cli(cli_args, run=False, model_checkpoint=ckpt)
     qat = [cb for cb in cli.trainer.callbacks if isinstance(cb, QuantizationAwareTraining)]
     if not qat:
         raise SystemExit(f"lightning-snn export: {ns.config} has no QuantizationAwareTraining callback under trainer.callbacks")
     qat[0].apply(cli.model)
-    ckpt = Path(ns.ckpt_path)
-    if not ckpt.is_file():
-        raise SystemExit(f"lightning-snn export: checkpoint {ckpt} does not exist")
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)
     try:
         cli.model.load_state_dict(state["state_dict"])
     except (KeyError, RuntimeError) as err:

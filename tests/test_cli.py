@@ -62,3 +62,67 @@ def test_quickstart_reaches_95_percent_on_real_digits(tmp_path):
                      "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"])
     acc = float(cli.trainer.callback_metrics["test/acc"])
     assert acc >= 0.95, f"quickstart test accuracy {acc:.4f} < 0.95"
+
+
+# ------------------------------------------------------------------ checkpoint rule (issue 19, item 3)
+SMALL = ["--model.init_args.T", "2", "--model.init_args.backbone_kwargs.channels", "[4, 8]",
+         "--model.init_args.backbone_kwargs.hidden", "16", "--trainer.logger", "false",
+         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+
+
+@pytest.fixture(scope="module")
+def small_ckpt(tmp_path_factory):
+    """A checkpoint of the quickstart model trained at T=2 with channels [4, 8], hidden 16 (2 steps)."""
+    tmp = tmp_path_factory.mktemp("ckpt")
+    cli = build_cli(["fit", "--config", str(QUICKSTART), *SMALL, "--trainer.max_steps", "2",
+                     "--trainer.limit_val_batches", "1", "--trainer.num_sanity_val_steps", "0",
+                     "--trainer.enable_checkpointing", "false", "--trainer.default_root_dir", str(tmp), "--test_after_fit", "false"])
+    path = tmp / "small.ckpt"
+    cli.trainer.save_checkpoint(path)
+    return path
+
+
+def _validate(ckpt, *extra):
+    return build_cli(["validate", "--config", str(QUICKSTART), *SMALL, *extra, "--ckpt_path", str(ckpt),
+                      "--trainer.limit_val_batches", "1"])
+
+
+def test_explicit_T_overrides_the_checkpoint_with_a_notice(small_ckpt, caplog):
+    with caplog.at_level("INFO"):
+        cli = _validate(small_ckpt, "--model.init_args.T", "4")
+    assert cli.model.T == 4  # LightningCLI alone replaced it with the checkpoint's T=2, silently
+    assert "model.init_args.T: using 4 as given" in caplog.text and str(small_ckpt) in caplog.text
+    assert cli.model.backbone.num_classes == 10
+
+
+def test_the_checkpoint_defines_the_architecture(small_ckpt):
+    """The config's own sizes (channels [16, 32], hidden 128) conflict with the checkpoint's: an error naming them."""
+    from lightning_snn.cli import CheckpointConfigError
+
+    with pytest.raises(CheckpointConfigError, match=r"model.init_args.backbone_kwargs.channels: the config gives \[16, 32\]"):
+        build_cli(["validate", "--config", str(QUICKSTART), "--trainer.logger", "false", "--ckpt_path", str(small_ckpt)])
+    with pytest.raises(CheckpointConfigError, match=r"model.init_args.neuron.v_threshold: the config gives 0.5 .* trained with 0.2"):
+        _validate(small_ckpt, "--model.init_args.neuron.v_threshold", "0.5")
+    with pytest.raises(CheckpointConfigError, match=r"model.class_path: the config asks for .*RateBP"):
+        _validate(small_ckpt, "--model.class_path", "lightning_snn.methods.RateBP")
+
+
+def test_an_empty_checkpoint_is_one_sentence(tmp_path):
+    from lightning_snn.checkpoint import CheckpointError
+
+    empty = tmp_path / "empty.ckpt"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match=f"checkpoint {empty} is empty"):
+        _validate(empty)
+    with pytest.raises(FileNotFoundError, match=f"checkpoint {tmp_path / 'nowhere.ckpt'} does not exist"):
+        _validate(tmp_path / "nowhere.ckpt")
+
+
+def test_data_that_does_not_fit_the_checkpoint_is_an_error(small_ckpt, tmp_path):
+    """The checkpoint was trained on 8x8 digits; MNIST's 28x28 input (linked from the DataModule) is named."""
+    from lightning_snn.cli import CheckpointConfigError
+    from tests.fakes import write_fake_mnist
+
+    write_fake_mnist(tmp_path, "MNIST", n_train=10, n_test=10)
+    with pytest.raises(CheckpointConfigError, match=r"model.init_args.input_shape: the data gives \[1, 28, 28\]"):
+        _validate(small_ckpt, "--data.class_path", "lightning_snn.data.MNISTDataModule", "--data.init_args.root", str(tmp_path))

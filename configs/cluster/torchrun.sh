@@ -10,10 +10,11 @@
 # MASTER_PORT for each; Lightning detects them (TorchElasticEnvironment) and joins the process group instead of
 # launching processes itself. --nnodes must equal trainer.num_nodes and --nproc-per-node trainer.devices.
 # Extra arguments are passed to `lightning-snn fit`, e.g. --data.init_args.root /shared/datasets.
+# NNODES, NPROC_PER_NODE and CONFIG may be set in the environment (tests/test_cluster.py runs 2 x 1 on loopback).
 set -euo pipefail
 
-NNODES=2
-NPROC_PER_NODE=4
+NNODES=${NNODES:-2}
+NPROC_PER_NODE=${NPROC_PER_NODE:-4}
 CONFIG=${CONFIG:-configs/cluster/cifar10_resnet18_2x4gpu.yaml}
 : "${NODE_RANK:?set NODE_RANK (0 on the first node, 1 on the second)}"
 : "${MASTER_ADDR:?set MASTER_ADDR to the address of the node with NODE_RANK=0}"

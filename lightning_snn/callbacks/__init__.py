@@ -19,3 +19,8 @@ __all__ += ["SpikingSyncBatchNorm"]
 from .ema import EMA, ema_state_dict  # noqa: E402  (weight averaging, timm ModelEmaV3)
 
 __all__ += ["EMA", "ema_state_dict"]
+
+from .rng_state import RandomStateCheckpoint  # noqa: E402  (exact resume: RNG states in checkpoints)
+from .requeue import SlurmRequeue  # noqa: E402  (SLURM preemption: checkpoint at a step boundary, requeue)
+
+__all__ += ["RandomStateCheckpoint", "SlurmRequeue"]

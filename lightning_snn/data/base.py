@@ -19,36 +19,138 @@ Subclasses implement :meth:`build_train_dataset` and :meth:`build_test_dataset`,
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
-from typing import Optional
+from collections.abc import Iterator, Mapping
+from typing import Any, Optional
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
-__all__ = ["DatasetError", "EpochSeededSampler", "SpikingDataModule"]
+__all__ = ["DatasetError", "EpochSeededSampler", "ResumableDataLoader", "SpikingDataModule"]
 
 
-class EpochSeededSampler(RandomSampler):
-    """A random permutation that depends only on ``(seed, epoch)``.
+class EpochSeededSampler(DistributedSampler):
+    """A random permutation that depends only on ``(seed, epoch)``, sharded over the DDP processes, and
+    resumable in the middle of an epoch.
 
-    Lightning calls :meth:`set_epoch` before every training epoch, so a run resumed from a checkpoint
-    sees exactly the batches an uninterrupted run would have seen. Under DDP Lightning replaces it by a
-    ``DistributedSampler``, which is epoch-seeded in the same way.
+    The permutation of epoch ``e`` is ``randperm(N)`` from a generator seeded with
+    ``seed * 1_000_003 + e``, the same for every number of processes. With ``num_replicas = W`` it is padded
+    to a multiple of ``W`` by repeating its first ``ceil(N / W) * W - N`` entries (as torch's
+    ``DistributedSampler`` pads) and process ``rank`` takes every ``W``-th entry from position ``rank``. So one
+    step of W processes with batch ``b`` each draws exactly the samples of one step of a single process with
+    batch ``W * b``, and the epoch covers every sample once (plus the padding).
+
+    Lightning calls :meth:`set_epoch` before every training epoch. :meth:`state_dict` records the epoch and
+    ``position``, the number of indices of this process's shard handed out in that epoch;
+    :meth:`load_state_dict` makes the next pass over the same epoch start at that position, so a run resumed
+    from a mid-epoch checkpoint sees exactly the batches an uninterrupted run would have seen. (Under
+    ``DataLoader`` workers the indices are fetched ahead of the training step, so
+    :class:`ResumableDataLoader` replaces ``position`` by the count of batches it has delivered.) The state of
+    ``W`` processes loads into ``W'`` processes when the samples consumed, ``position * W``, are a multiple of
+    ``W'``: the new shards then continue the same permutation from the same place.
     """
 
-    def __init__(self, data_source: Dataset, seed: int = 0) -> None:
-        super().__init__(data_source)  # type: ignore[arg-type]
-        self.seed = int(seed)
-        self.epoch = 0
+    def __init__(self, data_source: Dataset, seed: int = 0, num_replicas: int = 1, rank: int = 0) -> None:
+        super().__init__(data_source, num_replicas=num_replicas, rank=rank, shuffle=True, seed=int(seed))
+        self.data_source = data_source
+        self.position = 0
+        self._resume_at = 0
 
     def set_epoch(self, epoch: int) -> None:
+        if int(epoch) != self.epoch:
+            self._resume_at = 0  # a stored position belongs to the epoch it was saved in
         self.epoch = int(epoch)
 
-    def __iter__(self) -> Iterator[int]:
+    def permutation(self) -> list[int]:
+        """This process's indices of the current epoch, in order (the whole shard, ignoring any resume)."""
         g = torch.Generator()
         g.manual_seed(self.seed * 1_000_003 + self.epoch)
-        yield from torch.randperm(len(self.data_source), generator=g).tolist()  # type: ignore[arg-type]
+        order = torch.randperm(len(self.dataset), generator=g).tolist()  # type: ignore[arg-type]
+        if self.num_replicas == 1:
+            return order
+        order += order[: self.total_size - len(order)]
+        return order[self.rank : self.total_size : self.num_replicas]
+
+    def __iter__(self) -> Iterator[int]:
+        start, self._resume_at = self._resume_at, 0
+        self.position = start
+        for index in self.permutation()[start:]:
+            self.position += 1
+            yield index
+
+    def state_dict(self) -> dict[str, int]:
+        """``seed``, ``epoch``, ``num_replicas`` and ``position`` (indices of this shard handed out)."""
+        return {"seed": self.seed, "epoch": self.epoch, "num_replicas": self.num_replicas, "position": self.position}
+
+    def load_state_dict(self, state: Mapping[str, int]) -> None:
+        """Continue epoch ``state["epoch"]`` after the samples recorded in ``state``.
+
+        Raises ``ValueError`` when the state cannot be continued exactly: another seed, or a mid-epoch
+        position of ``W`` processes that does not split evenly over this run's processes.
+        """
+        missing = {"seed", "epoch", "num_replicas", "position"} - set(state)
+        if missing:
+            raise ValueError(f"EpochSeededSampler state {dict(state)} lacks {sorted(missing)}")
+        if int(state["seed"]) != self.seed:
+            raise ValueError(
+                f"the checkpoint's training order was drawn with data seed {state['seed']}, this run's DataModule has "
+                f"seed {self.seed}: resume with data.init_args.seed {state['seed']} to continue the same order"
+            )
+        old_w, position = int(state["num_replicas"]), int(state["position"])
+        old_len = -(-len(self.dataset) // old_w)  # type: ignore[arg-type]
+        if not 0 <= position <= old_len:
+            raise ValueError(f"sampler position {position} is outside epoch of {old_len} samples per process")
+        consumed = position * old_w
+        if position == old_len:  # the epoch was finished: nothing to skip
+            start = self.num_samples
+        elif consumed % self.num_replicas:
+            raise ValueError(
+                f"the checkpoint was saved in the middle of epoch {state['epoch']} by {old_w} process(es) after "
+                f"{consumed} samples, which do not split over {self.num_replicas} process(es); resume with "
+                f"{old_w} process(es), or from an end-of-epoch checkpoint"
+            )
+        else:
+            start = consumed // self.num_replicas
+        self.epoch = int(state["epoch"])
+        self._resume_at = self.position = start
+
+
+class ResumableDataLoader(DataLoader):
+    """A ``DataLoader`` whose position in the epoch is saved in Lightning checkpoints.
+
+    Lightning's fit loop stores ``state_dict()`` of every training loader that has ``state_dict`` and
+    ``load_state_dict`` (``lightning.fabric.utilities.types._Stateful``) under
+    ``loops.fit_loop.state_dict.combined_loader`` and hands it back through :meth:`load_state_dict` before
+    it iterates again after a resume. The state is the sampler's (:class:`EpochSeededSampler`) with
+    ``position`` set from the batches this loader has delivered in the current epoch: worker processes
+    prefetch indices, so only the delivered batches count as consumed.
+    """
+
+    _delivered = 0
+    _start = 0
+
+    def __iter__(self) -> Iterator:  # type: ignore[override]
+        # read before the sampler's iterator starts (it consumes the resume position)
+        self._start = int(getattr(self.sampler, "_resume_at", 0))
+        self._delivered = 0
+        return self._count(super().__iter__())
+
+    def _count(self, iterator: Iterator) -> Iterator:
+        for batch in iterator:
+            self._delivered += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, Any]:
+        if not hasattr(self.sampler, "state_dict"):
+            return {}
+        state = dict(self.sampler.state_dict())  # type: ignore[union-attr]
+        if "position" in state:
+            state["position"] = min(self._start + self._delivered * int(self.batch_size or 1), len(self.sampler))  # type: ignore[arg-type]
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if state and hasattr(self.sampler, "load_state_dict"):
+            self.sampler.load_state_dict(state)  # type: ignore[union-attr]
 
 
 class DatasetError(RuntimeError):
@@ -163,15 +265,28 @@ class SpikingDataModule(L.LightningDataModule):
             dataset = {"fit": self.train_set, "validate": self.val_set, "test": self.test_set}[stage]
         assert dataset is not None
         pin = torch.cuda.is_available() if self.pin_memory is None else self.pin_memory
-        return DataLoader(
+        return (ResumableDataLoader if shuffle else DataLoader)(
             dataset,
             batch_size=self.batch_size,
-            sampler=EpochSeededSampler(dataset, self.seed) if shuffle else None,
+            sampler=self._train_sampler(dataset) if shuffle else None,
             drop_last=False,
             num_workers=self.num_workers,
             pin_memory=pin,
             persistent_workers=self.num_workers > 0,
         )
+
+    def _train_sampler(self, dataset: Dataset) -> EpochSeededSampler:
+        """The training sampler, sharded over the processes of a distributed trainer.
+
+        Lightning leaves a ``DistributedSampler`` in place, so under DDP every process draws its shard of the
+        one ``(seed, epoch)`` permutation a single process would draw (unless ``use_distributed_sampler`` is
+        off, which asks for the loaders to be left alone).
+        """
+        trainer = self.trainer
+        connector = getattr(trainer, "_accelerator_connector", None)
+        if trainer is None or trainer.world_size == 1 or not getattr(connector, "use_distributed_sampler", True):
+            return EpochSeededSampler(dataset, self.seed)
+        return EpochSeededSampler(dataset, self.seed, num_replicas=trainer.world_size, rank=trainer.global_rank)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, "fit", shuffle=True)

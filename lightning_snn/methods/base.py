@@ -265,11 +265,12 @@ class SpikingClassifier(L.LightningModule):
             strategy._layer_sync = SpikingSyncBatchNorm()
 
     def configure_callbacks(self) -> list[L.Callback]:
-        from ..callbacks import FiringRateMonitor, SpikingSummary
+        from ..callbacks import FiringRateMonitor, RandomStateCheckpoint, SlurmRequeue, SpikingSummary
 
         # a callback returned here replaces trainer callbacks of the same type: add only the missing ones
         present = self._trainer.callbacks if self._trainer is not None else []
-        return [cb() for cb in (FiringRateMonitor, SpikingSummary) if not any(isinstance(c, cb) for c in present)]
+        defaults = (FiringRateMonitor, SpikingSummary, RandomStateCheckpoint, SlurmRequeue)
+        return [cb() for cb in defaults if not any(isinstance(c, cb) for c in present)]
 
     def configure_optimizers(self) -> Any:
         """Fallback for use outside the CLI (Adam, lr 1e-3, as the STBP repository).

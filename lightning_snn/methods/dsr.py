@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..checkpoint import CheckpointError, load_checkpoint
 from ..neurons import BaseNode, build_neuron_factory
 from ..neurons.dsr import DSRLIFNode, DSRNode, ReLUActivation, representation_weights
 from .base import SpikingClassifier
@@ -159,9 +160,9 @@ def _read_weights(path: str, field: str = "pretrained_ann") -> dict[str, torch.T
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{field}: checkpoint {path} does not exist (train that stage first)")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle errors, truncated files, non-allowlisted objects
-        raise ValueError(f"{field}: cannot read {path} as a PyTorch checkpoint ({type(err).__name__}: {err})") from err
+        obj = load_checkpoint(path)
+    except CheckpointError as err:
+        raise CheckpointError(f"{field}: {err}") from None
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

@@ -275,7 +275,9 @@ def test_loader_options(tmp_path):
     dm = MNISTDataModule(root=str(tmp_path), batch_size=4, num_workers=2, pin_memory=False)
     train = dm.train_dataloader()  # lazily runs setup("fit")
     assert train.persistent_workers and train.num_workers == 2 and not train.drop_last
-    assert isinstance(train.sampler, torch.utils.data.RandomSampler)
+    from lightning_snn.data.base import EpochSeededSampler, ResumableDataLoader
+
+    assert isinstance(train, ResumableDataLoader) and isinstance(train.sampler, EpochSeededSampler) and train.sampler.shuffle
     assert isinstance(dm.val_dataloader().sampler, torch.utils.data.SequentialSampler)
     dm0 = MNISTDataModule(root=str(tmp_path), batch_size=4)
     assert not dm0.test_dataloader().persistent_workers

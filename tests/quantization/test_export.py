@@ -107,6 +107,13 @@ def test_export_command_from_a_qat_checkpoint(tmp_path):
     with torch.no_grad():
         assert torch.equal(reloaded(x), cli.model(x))
     assert isinstance(L, object)
+    # the checkpoint defines the model: a config whose threshold differs from training is an error naming it
+    from lightning_snn.cli import CheckpointConfigError
+
+    with pytest.raises(CheckpointConfigError, match=r"model.init_args.neuron.v_threshold: the config gives 0.5"):
+        main(["export", *args, "--model.init_args.neuron.v_threshold", "0.5", "--ckpt_path", str(ckpt),
+              "--out", str(tmp_path / "out" / "wrong")])
+    assert not (tmp_path / "out" / "wrong.json").exists()
 
 
 @pytest.mark.parametrize("fault", ["read_only", "full_disk"])
