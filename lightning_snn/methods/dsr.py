@@ -120,12 +120,18 @@ class DSR(LinearWarmup, SpikingClassifier):
         self._rep = (lif[-1].tau, lif[-1].delta_t) if lif else (None, None)
 
     def readout(self, outputs: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        """Spike representation of the output spike train: firing rate (IF, ANN) or weighted rate (LIF)."""
+        """Spike representation of the output spike train: firing rate (IF, ANN) or weighted rate (LIF).
+
+        The LIF weights ``p[t] = w[t] / sum w``, ``w[t] = exp(-(T - t) dt / tau)``, are computed in float64
+        and rounded once to the outputs' dtype (float64 models get the exact formula; the official code
+        builds them in the default dtype, ``cifar/modules/neuron.py``, ``weight_rate_spikes``).
+        """
         tau, dt = self._rep
         if tau is None:
             return outputs.mean(0)
-        p = representation_weights(outputs.shape[0], tau, dt, device=outputs.device, dtype=torch.float32)
-        return torch.tensordot(p.to(outputs.dtype), outputs, dims=1)
+        dtype = torch.promote_types(outputs.dtype, torch.float32)
+        p = representation_weights(outputs.shape[0], tau, dt, device=outputs.device, dtype=dtype)
+        return torch.tensordot(p, outputs.to(dtype), dims=1).to(outputs.dtype)
 
     # ------------------------------------------------------------------- hybrid initialisation
     def setup(self, stage: str) -> None:
