@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from lightning_snn.cli import build_cli
@@ -65,6 +66,11 @@ def test_config_fast_dev_run(config: Path, tmp_path: Path):
         assert twin_spec == spec, f"{config} and {twin} differ in more than T"
         return
     args += SHRINK_BY_DIR.get((config.parent.name, name), [])
+    if yaml.safe_load(config.read_text())["model"]["init_args"].get("init_weights"):
+        # a fine-tuning config starts from another run's checkpoint: give it this model's own initial weights
+        weights = tmp_path / "init_weights.pt"
+        torch.save(build_cli(args[1:], run=False).model.state_dict(), weights)
+        args += ["--model.init_args.init_weights", str(weights)]
     cli = build_cli(args)
     assert cli.trainer.state.finished
     assert cli.trainer.global_step == 1  # one optimiser step was taken
