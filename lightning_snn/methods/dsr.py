@@ -35,6 +35,7 @@ from torch import nn
 from ..neurons import BaseNode, build_neuron_factory
 from ..neurons.dsr import DSRLIFNode, DSRNode, ReLUActivation, representation_weights
 from .base import SpikingClassifier
+from .init_weights import read_state_dict
 from .warmup import LinearWarmup, checked_warmup_steps
 
 __all__ = ["DSR", "DSR_IF", "DSR_LIF", "THRESHOLD_FORMAT", "load_ann_weights", "load_thresholds", "read_thresholds"]
@@ -162,17 +163,7 @@ def _neuron_state_keys(backbone: nn.Module) -> set[str]:
 
 
 def _read_weights(path: str) -> dict[str, torch.Tensor]:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"pretrained_ann: checkpoint {path} does not exist (train the ANN first, step (a))")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle errors, truncated files, non-allowlisted objects
-        raise ValueError(f"pretrained_ann: cannot read {path} as a PyTorch checkpoint ({type(err).__name__}: {err})") from err
-    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
-        obj = obj["state_dict"]
-    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"pretrained_ann: {path} holds neither a Lightning checkpoint nor a state dict of tensors")
-    state = dict(obj)
+    state = read_state_dict(path, "pretrained_ann", " (train the ANN first, step (a))")
     if any(k.startswith("backbone.") for k in state):
         state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
     return state

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-__all__ = ["load_weights_only", "plain_key"]
+__all__ = ["load_weights_only", "plain_key", "read_state_dict"]
 
 _PARAMETRIZED = re.compile(r"\.parametrizations\.([^.]+)\.original$")
 
@@ -28,9 +28,11 @@ def plain_key(key: str) -> str:
     return _PARAMETRIZED.sub(r".\1", key)
 
 
-def _read_state(path: str, what: str) -> dict[str, torch.Tensor]:
+def read_state_dict(path: str, what: str, missing_hint: str = "") -> dict[str, torch.Tensor]:
+    """The tensors of a Lightning checkpoint (its ``state_dict``) or of a plain state dict, read with
+    ``weights_only=True``, keyed without parametrizations (:func:`plain_key`). Errors name ``what`` and the file."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what}: checkpoint {path} does not exist")
+        raise FileNotFoundError(f"{what}: checkpoint {path} does not exist{missing_hint}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle errors, truncated files, objects outside the weights-only allowlist
@@ -51,7 +53,7 @@ def load_weights_only(module: nn.Module, path: str, what: str = "init_weights") 
     shadow weights receive the values) and vice versa. The two sets of keys must be equal and every shape
     must match; otherwise ``ValueError`` names the file and the first offending key.
     """
-    source = _read_state(path, what)
+    source = read_state_dict(path, what)
     own = module.state_dict()
     target = {plain_key(k): k for k in own}
     for key, full in target.items():
