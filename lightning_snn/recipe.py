@@ -399,21 +399,9 @@ def _fmt(value: Any, width: int = 38) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def recipe_main(argv: Sequence[str]) -> int:
-    """``lightning-snn recipe --config C``: print the config's recipe card against what the config resolves to."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="lightning-snn recipe", description=(recipe_main.__doc__ or "").split("\n")[0])
-    parser.add_argument("-c", "--config", required=True, help="a config under configs/<family>/")
-    parser.add_argument("--card", default=None, help="the card (default: recipes/<family>/<name>.yaml)")
-    ns = parser.parse_args(list(argv))
-    try:
-        card, findings = check_config(ns.config, ns.card)
-    except RecipeCardError as err:
-        print(f"lightning-snn recipe: {err}")
-        return 2
+def _print_comparison(config: str, card: Mapping[str, Any], findings: Sequence[Finding]) -> None:
     official = card["official"]
-    print(f"{ns.config}: mirrors {official['repository']}@{official['commit']}")
+    print(f"{config}: mirrors {official['repository']}@{official['commit']}")
     print(f"  {official['command']}")
     print(f"  published: {official['published']}\n")
     print(f"{'field':<24} {'official':<38} {'this config':<38} status")
@@ -424,4 +412,55 @@ def recipe_main(argv: Sequence[str]) -> int:
     bad = [f for f in findings if not f.ok]
     print(f"\n{len(findings)} fields: {sum(f.status == 'match' for f in findings)} as official, "
           f"{sum(f.status in ('declared', 'unchecked') for f in findings)} declared deviations, {len(bad)} problems")
-    return 1 if bad else 0
+
+
+def _markdown_row(config: Path, card: Mapping[str, Any], findings: Sequence[Finding]) -> str:
+    official = card["official"]
+    repo = official["repository"] or "none"
+    commit = str(official["commit"] or "")[:8]
+    declared = [f.field for f in findings if f.status in ("declared", "unchecked")]
+    bad = [f"{f.field} ({f.status})" for f in findings if not f.ok]
+    matched = sum(f.status == "match" for f in findings)
+    cell = ", ".join(f"`{d}`" for d in declared) or "none"
+    if bad:
+        cell += "; PROBLEMS: " + ", ".join(bad)
+    return f"| `{config.parent.name}/{config.name}` | {repo}@{commit} | {official['published']} | {matched} | {cell} |"
+
+
+def recipe_main(argv: Sequence[str]) -> int:
+    """``lightning-snn recipe --config C``: print the config's recipe card against what the config resolves to.
+
+    ``--all DIR`` checks every config below ``DIR`` that has a card and prints one Markdown table row each
+    (what the README's "Published experiments" table is made from). Exit status 1 when any field drifted.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="lightning-snn recipe", description=(recipe_main.__doc__ or "").split("\n")[0])
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("-c", "--config", help="a config under configs/<family>/")
+    group.add_argument("--all", metavar="DIR", help="every config with a card below DIR (e.g. configs), as a Markdown table")
+    parser.add_argument("--card", default=None, help="the card (default: recipes/<family>/<name>.yaml)")
+    ns = parser.parse_args(list(argv))
+    if ns.config:
+        try:
+            card, findings = check_config(ns.config, ns.card)
+        except RecipeCardError as err:
+            print(f"lightning-snn recipe: {err}")
+            return 2
+        _print_comparison(ns.config, card, findings)
+        return 0 if all(f.ok for f in findings) else 1
+    rows, status = [], 0
+    for config in sorted(Path(ns.all).rglob("*.yaml")):
+        try:
+            card_path = card_path_for(config)
+        except RecipeCardError:
+            continue
+        if not card_path.is_file():
+            continue
+        card, findings = check_config(config, card_path)
+        status |= 0 if all(f.ok for f in findings) else 1
+        rows.append(_markdown_row(config, card, findings))
+    print("| config | mirrors | published | fields as official | declared deviations |")
+    print("|---|---|---|---|---|")
+    print("\n".join(rows))
+    return status

@@ -77,6 +77,13 @@ class SpikingClassifier(L.LightningModule):
             spike). Lossless: the gradients are identical; the saved activations shrink and compression
             costs a little time (:mod:`lightning_snn.neurons.compression`). No effect where no spike train
             is saved (Rate-BP's rate pass, IDE).
+        classifier_classes: width of the classifier (outputs per step) when it must differ from the label
+            count ``num_classes``; None (default) uses ``num_classes``. Must be at least ``num_classes``. The
+            extra outputs are ordinary logits that no label names (cross-entropy and top-k accuracy run
+            over all of them). This reproduces code that trains a dataset with fewer classes on a wider
+            head, e.g. RevSNN's CIFAR-10 ResNets (``num_classes=100`` by default, never overridden):
+            ``--model.init_args.classifier_classes 100``. (``num_classes`` itself is linked from the
+            DataModule by the CLI, so it cannot be overridden on the command line.)
     """
 
     def __init__(
@@ -93,6 +100,7 @@ class SpikingClassifier(L.LightningModule):
         label_smoothing: float = 0.0,
         step_mode: Literal["m", "s"] = "m",
         spike_storage: SpikeStorage = "float",
+        classifier_classes: int | None = None,
     ) -> None:
         super().__init__()
         if T < 1:
@@ -103,6 +111,13 @@ class SpikingClassifier(L.LightningModule):
             raise ValueError(f"loss must be 'ce' or 'tet', got {loss!r}")
         if len(tuple(input_shape)) != 3:
             raise ValueError(f"input_shape must be (C, H, W), got {tuple(input_shape)}")
+        if classifier_classes is not None:
+            if classifier_classes < num_classes:
+                raise ValueError(
+                    f"classifier_classes ({classifier_classes}) must be >= num_classes ({num_classes}), the number "
+                    "of labels of the data"
+                )
+            num_classes = int(classifier_classes)
         self.save_hyperparameters(ignore=["backbone"] if isinstance(backbone, nn.Module) else None)
         self.num_classes = num_classes
         self.input_shape = tuple(int(s) for s in input_shape)
