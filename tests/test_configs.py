@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from lightning_snn.cli import build_cli
@@ -79,6 +80,11 @@ def test_config_fast_dev_run(config: Path, tmp_path: Path):
         cli = build_cli(args[1:], run=False)
         assert cli.model.backbone.num_classes == cli.datamodule.num_classes
         return
+    if yaml.safe_load(config.read_text())["model"]["init_args"].get("init_weights"):
+        # a fine-tuning config starts from another run's checkpoint: give it this model's own initial weights
+        weights = tmp_path / "init_weights.pt"
+        torch.save(build_cli(args[1:], run=False).model.state_dict(), weights)
+        args += ["--model.init_args.init_weights", str(weights)]
     cli = build_cli(args)
     assert cli.trainer.state.finished
     # one optimiser step was taken (OTTT_O updates after every time step of the one batch)

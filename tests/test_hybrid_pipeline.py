@@ -69,8 +69,8 @@ def snn_cli(pipeline, *extra: str, run: bool = False):
 
 def test_calibration_file_names_every_snn_neuron(pipeline):
     data = json.loads(pipeline["thresholds"].read_text())
-    assert data["format"] == THRESHOLD_FORMAT and data["percentile"] == 99.9 and data["split"] == "train"
-    assert data["num_batches"] == 4  # 16 training images in batches of 4 (the config asks for 5)
+    assert data["format"] == THRESHOLD_FORMAT and data["percentile"] == 99.9 and data["split"] == "val"  # the official script calibrates on its validation loader
+    assert data["num_batches"] == 4  # 16 validation images in batches of 4 (the config asks for 5)
     snn = snn_cli(pipeline).model
     neurons = [name for name, m in snn.backbone.named_modules() if isinstance(m, DSRIFNode)]
     assert sorted(data["thresholds"]) == sorted(neurons) and len(neurons) == 20

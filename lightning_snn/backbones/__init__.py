@@ -52,6 +52,10 @@ from .preact_resnet import PreActBlock, PreActResNet, preact_resnet18, preact_re
 
 __all__ += ["DSRVGG", "PreActBlock", "PreActResNet", "dsr_vgg11", "preact_resnet18", "preact_resnet18_imagenet"]
 
+from .stbp_resnet import stbp_resnet18  # noqa: E402  (the STBP repository's "ResNet18")
+
+__all__ += ["stbp_resnet18"]
+
 from .feedback import FeedbackSNN, ide_alexnet_f, ide_cifarnet_f, ide_conv, ide_fc  # noqa: E402  (IDE feedback SNNs)
 
 __all__ += ["FeedbackSNN", "ide_alexnet_f", "ide_cifarnet_f", "ide_conv", "ide_fc"]

@@ -1,8 +1,9 @@
 """Spiking ResNets with threshold-dependent BatchNorm (Zheng et al., AAAI 2021, Sec. 4 and Fig. 3).
 
 * ``resnet19``: the tdBN paper's CIFAR ResNet-19 — 128C3 stem, stages of 3/3/2 basic blocks with
-  128/256/512 channels, global average pooling, FC256, FC. It is also the network that the STBP
-  quantization repository calls ``ResNet18`` (``layers=[3, 3, 2]``).
+  128/256/512 channels, global average pooling, FC256, FC. The STBP quantization repository's
+  ``ResNet18`` has the same stages behind a 64C3 stem (hence a 1x1 shortcut into the first stage): it is
+  registered as ``stbp_resnet18`` (``stbp_resnet.py``).
 * ``resnet18``: the CIFAR ResNet-18 used by TET and Rate-BP — 64C3 stem, stages of 2/2/2/2 blocks with
   64/128/256/512 channels, global average pooling, FC.
 
@@ -107,6 +108,7 @@ def resnet18(**kwargs) -> SpikingResNet:
 
 @register_backbone("resnet19")
 def resnet19(**kwargs) -> SpikingResNet:
-    """tdBN ResNet-19: 128C3, [3, 3, 2] blocks of 128/256/512, FC256, FC (STBP repo's ``ResNet18``)."""
+    """tdBN ResNet-19: 128C3, [3, 3, 2] blocks of 128/256/512, FC256, FC (the STBP repo's ``ResNet18`` is
+    ``stbp_resnet18``: a 64C3 stem)."""
     kwargs.setdefault("hidden", 256)
     return SpikingResNet(stages=[(128, 3, 1), (256, 3, 2), (512, 2, 2)], stem_channels=128, **kwargs)

@@ -25,7 +25,8 @@ class QuantizationAwareTraining(L.Callback):
     Args:
         bits: weight bit width (2..8); the STBP repository publishes 8 and 4.
         per_channel: one scale per output channel instead of per tensor.
-        quantize_bias: quantize biases too (their own per-tensor scale), as the STBP repository does.
+        quantize_bias: quantize biases too (their own per-tensor scale), as the STBP repository's README-era
+            code (``1de278bf``) does; its HEAD (``8769231b``) leaves biases in float: ``quantize_bias=False``.
         percentile: range from this percentile of ``|w|`` instead of the maximum (clips the rest).
     """
 

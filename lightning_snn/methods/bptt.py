@@ -11,6 +11,7 @@ from typing import Any
 
 from ..neurons import STBP_LIF, build_neuron_factory
 from .base import SpikingClassifier
+from .init_weights import load_weights_only
 
 __all__ = ["BPTT"]
 
@@ -22,6 +23,11 @@ class BPTT(SpikingClassifier):
         surrogate: override the neuron's surrogate, as a name (``rectangular``, ``sigmoid``, ``atan``) or a
             dict ``{name: sigmoid, alpha: 4.0}``; None keeps the one in ``neuron``.
         detach_reset: override the neuron's ``detach_reset``; None keeps the neuron's.
+        init_weights: checkpoint (Lightning ``.ckpt`` or a plain state dict) whose weights, and only weights,
+            initialise the model when fitting starts: the STBP repository's ``--resume``
+            (:mod:`lightning_snn.methods.init_weights`). Optimiser, schedule and epoch count start afresh,
+            unlike Lightning's ``--ckpt_path``. Loaded in ``setup``, after ``QuantizationAwareTraining`` has
+            fake-quantized the layers, into their float weights.
         **kwargs: see :class:`SpikingClassifier`.
     """
 
@@ -30,11 +36,23 @@ class BPTT(SpikingClassifier):
         *args: Any,
         surrogate: str | dict[str, Any] | None = None,
         detach_reset: bool | None = None,
+        init_weights: str | None = None,
         **kwargs: Any,
     ) -> None:
         self._surrogate = surrogate
         self._detach_reset = detach_reset
+        self.init_weights = init_weights
+        self._weights_loaded = False
         super().__init__(*args, **kwargs)
+
+    def setup(self, stage: str) -> None:
+        if self.init_weights is not None and stage == "fit" and not self._weights_loaded:
+            load_weights_only(self, self.init_weights)
+        self._weights_loaded = True
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # a checkpoint of this model (--ckpt_path) holds the trained weights: never overwrite them
+        self._weights_loaded = True
 
     def neuron_spec(self, neuron: Mapping[str, Any] | None) -> Any:
         spec = dict(STBP_LIF if neuron is None else neuron)

@@ -32,10 +32,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..checkpoint import CheckpointError, load_checkpoint
 from ..neurons import BaseNode, build_neuron_factory
 from ..neurons.dsr import DSRLIFNode, DSRNode, ReLUActivation, representation_weights
 from .base import SpikingClassifier
+from .init_weights import read_state_dict
 from .warmup import LinearWarmup, checked_warmup_steps
 
 __all__ = ["DSR", "DSR_IF", "DSR_LIF", "THRESHOLD_FORMAT", "load_ann_weights", "load_thresholds", "read_thresholds"]
@@ -121,12 +121,18 @@ class DSR(LinearWarmup, SpikingClassifier):
         self._rep = (lif[-1].tau, lif[-1].delta_t) if lif else (None, None)
 
     def readout(self, outputs: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        """Spike representation of the output spike train: firing rate (IF, ANN) or weighted rate (LIF)."""
+        """Spike representation of the output spike train: firing rate (IF, ANN) or weighted rate (LIF).
+
+        The LIF weights ``p[t] = w[t] / sum w``, ``w[t] = exp(-(T - t) dt / tau)``, are computed in float64
+        and rounded once to the outputs' dtype (float64 models get the exact formula; the official code
+        builds them in the default dtype, ``cifar/modules/neuron.py``, ``weight_rate_spikes``).
+        """
         tau, dt = self._rep
         if tau is None:
             return outputs.mean(0)
-        p = representation_weights(outputs.shape[0], tau, dt, device=outputs.device, dtype=torch.float32)
-        return torch.tensordot(p.to(outputs.dtype), outputs, dims=1)
+        dtype = torch.promote_types(outputs.dtype, torch.float32)
+        p = representation_weights(outputs.shape[0], tau, dt, device=outputs.device, dtype=dtype)
+        return torch.tensordot(p, outputs.to(dtype), dims=1).to(outputs.dtype)
 
     # ------------------------------------------------------------------- hybrid initialisation
     def setup(self, stage: str) -> None:
@@ -157,17 +163,7 @@ def _neuron_state_keys(backbone: nn.Module) -> set[str]:
 
 
 def _read_weights(path: str, field: str = "pretrained_ann") -> dict[str, torch.Tensor]:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{field}: checkpoint {path} does not exist (train that stage first)")
-    try:
-        obj = load_checkpoint(path)
-    except CheckpointError as err:
-        raise CheckpointError(f"{field}: {err}") from None
-    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
-        obj = obj["state_dict"]
-    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"{field}: {path} holds neither a Lightning checkpoint nor a state dict of tensors")
-    state = dict(obj)
+    state = read_state_dict(path, field, " (train that stage first)")
     if any(k.startswith("backbone.") for k in state):
         state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
     return state

@@ -38,11 +38,12 @@ from .dsr import (  # noqa: E402  (DSR neurons; registers dsr_if, dsr_lif, ann_r
     DSRLIFNode,
     DSRNode,
     ReLUActivation,
+    lif_leak,
     representation_weights,
     spike_representation,
 )
 
-__all__ += ["DSRIFNode", "DSRLIFNode", "DSRNode", "ReLUActivation", "representation_weights", "spike_representation"]
+__all__ += ["DSRIFNode", "DSRLIFNode", "DSRNode", "ReLUActivation", "lif_leak", "representation_weights", "spike_representation"]
 
 from .online import OnlineIFNode, OnlineLIFNode, OnlineNode, cut_neuron_type  # noqa: E402  (SLTT / OTTT; registers online_if, online_lif)
 

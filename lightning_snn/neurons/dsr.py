@@ -63,6 +63,7 @@ __all__ = [
     "DSRNode",
     "GradMode",
     "ReLUActivation",
+    "lif_leak",
     "representation_weights",
     "spike_representation",
 ]
@@ -93,6 +94,23 @@ def spike_representation(seq: torch.Tensor, tau: float | None = None, delta_t: f
     return torch.tensordot(p, seq.to(p.dtype), dims=1).to(seq.dtype)
 
 
+def lif_leak(tau: float, delta_t: float, dtype: torch.dtype = torch.float32,
+             device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The LIF leak ``b = exp(-dt/tau)`` and input factor ``1 - b`` as 0-d tensors of ``dtype``.
+
+    Evaluated as the official code does (``cifar/modules/neuron.py``, ``LIFFunction.forward``): ``tau`` is
+    a tensor, ``b = torch.exp(-delta_t / tau)`` and ``1 - b`` are tensor operations in that tensor's dtype on
+    the CPU. In float32 this gives ``1 - b = 0.04877055`` for ``dt = 0.05, tau = 1``, whereas rounding the
+    float64 value ``1 - exp(-0.05)`` to float32 gives ``0.04877058``; the two differ in the last bit, which
+    moves spikes whose membrane lies within that much of the firing level. The official code makes its
+    ``tau`` tensor in the default dtype; here it takes the neuron's compute dtype (float64 under a float64
+    model, where both expressions agree to round-off).
+    """
+    tau_t = torch.tensor(tau, dtype=dtype)
+    beta = torch.exp(-delta_t / tau_t)
+    return beta.to(device), (1 - beta).to(device)
+
+
 def _spike_value(v_threshold: torch.Tensor, x_dtype: torch.dtype, tau: float | None, delta_t: float | None) -> torch.Tensor:
     """The value of one spike, ``V_th`` (IF) or ``V_th / dt`` (LIF), in the neuron's compute dtype."""
     th = v_threshold.detach().to(torch.promote_types(x_dtype, torch.float32))
@@ -110,12 +128,13 @@ class _DSRFunction(torch.autograd.Function):
         th = v_threshold.detach().to(dtype)
         fire_at = alpha * th
         spike_value = _spike_value(v_threshold, x_seq.dtype, tau, delta_t)
-        beta = math.exp(-delta_t / tau) if leaky else 1.0
+        if leaky:
+            beta, in_scale = lif_leak(tau, delta_t, dtype, x.device)
         T = x.shape[0]
         out = torch.empty_like(x)
         v = torch.zeros_like(x[0])
         for t in range(T):
-            v = beta * v + (1.0 - beta) * x[t] if leaky else v + x[t]
+            v = beta * v + in_scale * x[t] if leaky else v + x[t]
             fired = v >= fire_at
             v = v - fired.to(dtype) * th
             torch.mul(fired.to(dtype), spike_value, out=out[t])
@@ -293,8 +312,9 @@ class DSRLIFNode(DSRNode):
         super().__init__(v_threshold, alpha, v_threshold_bound, learnable_threshold, threshold_grad_scale, grad_mode, step_mode)
         self.tau = float(tau)
         self.delta_t = float(delta_t)
-        self.decay = math.exp(-self.delta_t / self.tau)
-        self.input_scale = 1.0 - self.decay
+        beta, in_scale = lif_leak(self.tau, self.delta_t)
+        self.decay = float(beta)  # the float32 values the forward pass uses for a float32 input
+        self.input_scale = float(in_scale)
 
     def extra_repr(self) -> str:
         return f"tau={self.tau:g}, delta_t={self.delta_t:g}, " + super().extra_repr()

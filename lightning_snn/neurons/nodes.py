@@ -147,8 +147,11 @@ BACKENDS: tuple[str, ...] = ("torch", "inductor", "triton")
 
 
 def _surrogate_key(surrogate: SurrogateGradient) -> tuple[str, float]:
-    """``(kind, alpha)`` of a built-in surrogate (exact type), ``("other", 0)`` for anything else."""
+    """``(kind, alpha)`` of a built-in surrogate (exact type), ``("other", 0)`` for anything else (including
+    a rectangular window moved off the threshold, which has no compiled form)."""
     kind = {Rectangular: "rect", Sigmoid: "sigmoid", ATan: "atan"}.get(type(surrogate), "other")
+    if kind == "rect" and surrogate.center != 0.0:
+        kind = "other"
     return kind, float(getattr(surrogate, "alpha", 0.0))
 
 

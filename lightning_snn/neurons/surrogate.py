@@ -40,24 +40,58 @@ class SurrogateGradient(nn.Module):
         return f"alpha={self.alpha}"
 
 
-class Rectangular(SurrogateGradient):
-    """Rectangular window of STBP (Wu et al., 2018, Eq. 12 / curve h1): ``σ'(x) = 1/a · 1{|x| < a/2}``.
+class _OffCentreRect(torch.autograd.Function):
+    """Heaviside ``Θ(x)`` forward; backward ``grad · α · 1{|x - c| < 1/(2α)}`` (a window centred at ``x = c``)."""
 
-    ``width`` is ``a``. The STBP repository uses ``|u - V_th| < 0.5`` with height 1, i.e. ``width=1``.
-    Wraps SpikingJelly's ``Rect`` with ``alpha = 1 / width``.
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, alpha: float, center: float) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.alpha, ctx.center = alpha, center
+        return (x >= 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (x,) = ctx.saved_tensors
+        return grad * _rect_window(x - ctx.center, ctx.alpha), None, None
+
+
+def _rect_window(x: torch.Tensor, alpha: float) -> torch.Tensor:
+    return alpha * ((x.abs() < 0.5 / alpha).to(x.dtype))
+
+
+class Rectangular(SurrogateGradient):
+    """Rectangular window of STBP (Wu et al., 2018, Eq. 12 / curve h1): ``σ'(x) = 1/a · 1{|x - c| < a/2}``.
+
+    ``width`` is ``a``; ``x = H - V_th`` as everywhere in this module, so the default ``center c = 0`` puts the
+    window at the threshold (the STBP / tdBN form, and the STBP repository's README-era code ``1de278bf``:
+    ``|u - V_th| < 0.5`` with height 1, i.e. ``width=1``). That repository's HEAD (``8769231b``,
+    ``models/layers.py``) fires at ``u > V_th`` but centres the window at ``u = 0`` (``|u| < 0.5``): set
+    ``center = -V_th`` to reproduce it (``center: -0.4`` with its ``V_th = 0.4``). With ``center = 0`` this
+    wraps SpikingJelly's ``Rect`` with ``alpha = 1 / width``.
     """
 
     _function = sj_surrogate.rect
     _backward = staticmethod(sj_surrogate.rect_backward)
 
-    def __init__(self, width: float = 1.0) -> None:
+    def __init__(self, width: float = 1.0, center: float = 0.0) -> None:
         if width <= 0:
             raise ValueError(f"Rectangular: width must be > 0, got {width}")
         super().__init__(alpha=1.0 / width)
         self.width = float(width)
+        self.center = float(center)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.center == 0.0:
+            return super().forward(x)
+        return _OffCentreRect.apply(x, self.alpha, self.center)
+
+    def derivative(self, x: torch.Tensor) -> torch.Tensor:
+        if self.center == 0.0:
+            return super().derivative(x)
+        return _rect_window(x - self.center, self.alpha)
 
     def extra_repr(self) -> str:
-        return f"width={self.width}"
+        return f"width={self.width}" + (f", center={self.center}" if self.center else "")
 
 
 class Sigmoid(SurrogateGradient):

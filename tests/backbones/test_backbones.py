@@ -72,6 +72,23 @@ def test_resnet19_layout_matches_tdbn_paper():
     assert all(m.v_threshold == pytest.approx(0.2) for m in bns)  # default neuron: STBP LIF, V_th = 0.2
 
 
+def test_stbp_resnet18_is_the_repository_layout():
+    """models/ResNet.py of the STBP repository: 64C3 stem, a 1x1 shortcut 64->128 into stage 1, 12,630,858 params."""
+    model = create_backbone("stbp_resnet18", num_classes=10)
+    assert sum(p.numel() for p in model.parameters()) == 12_630_858
+    assert sum(p.numel() for p in create_backbone("resnet19", num_classes=10).parameters()) == 12_697_994
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert (convs[0].in_channels, convs[0].out_channels) == (3, 64)
+    shortcuts = [(c.in_channels, c.out_channels, c.stride[0]) for c in convs if c.kernel_size == (1, 1)]
+    assert shortcuts == [(64, 128, 1), (128, 256, 2), (256, 512, 2)]
+    assert all(c.bias is None for c in convs)
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert [(l.in_features, l.out_features, l.bias is not None) for l in linears] == [(512, 256, True), (256, 10, True)]
+    assert isinstance(model.body[-1], LIFNode)  # spiking output, as the repository
+    y = model(torch.rand(2, 1, 3, 8, 8))
+    assert y.shape == (2, 1, 10) and set(y.unique().tolist()) <= {0.0, 1.0}
+
+
 def test_mnistnet_matches_stbp_repository_layout():
     model = create_backbone("mnistnet", num_classes=10, in_channels=1, input_size=28)
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]

@@ -8,7 +8,7 @@ import torch
 from lightning_snn.callbacks import QuantizationAwareTraining
 from lightning_snn.data import DigitsDataModule
 from lightning_snn.methods import BPTT
-from lightning_snn.quantization import quantized_layers
+from lightning_snn.quantization import is_quantized, quantized_layers
 
 STBP_LIF = {"type": "lif", "decay": 0.25, "v_threshold": 0.2, "v_reset": 0.0, "surrogate": {"name": "rectangular", "width": 1.0}}
 
@@ -61,6 +61,25 @@ def test_setup_is_idempotent_and_errors_are_clear():
     model.backbone.quantization_unsupported_reason = "feedback weights solved implicitly"
     with pytest.raises(ValueError, match="does not support weight quantization .feedback weights"):
         QuantizationAwareTraining().apply(model)
+
+
+@pytest.mark.parametrize("quantize_bias", [True, False])
+def test_quantize_bias_false_leaves_biases_float(quantize_bias):
+    """The STBP repository quantizes biases up to 1de278bf and leaves them float at HEAD 8769231b."""
+    torch.manual_seed(0)
+    model = BPTT(backbone="mnistnet", num_classes=10, input_shape=(1, 8, 8))
+    linears = [m for m in model.backbone.modules() if isinstance(m, torch.nn.Linear)]
+    biases = [m.bias.detach().clone() for m in linears]
+    QuantizationAwareTraining(bits=4, quantize_bias=quantize_bias).apply(model)
+    for m, b in zip(linears, biases):
+        assert len(m.weight.unique()) <= 15
+        codes = b * (7 / b.abs().max())  # the 4-bit grid of the bias's own per-tensor scale
+        if quantize_bias:
+            torch.testing.assert_close(m.bias.detach(), codes.round() / (7 / b.abs().max()))
+            assert not torch.equal(m.bias.detach(), b)
+        else:
+            assert not is_quantized(m, "bias") and torch.equal(m.bias.detach(), b)
+            assert not torch.equal(codes, codes.round())  # the float biases are off the grid
 
 
 def _composition_cases():

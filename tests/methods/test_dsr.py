@@ -1,6 +1,8 @@
 """DSR method: gradients of the representation mapping on a small layer, readouts, thresholds, warm-up, digits."""
 from __future__ import annotations
 
+import math
+
 import lightning as L
 import pytest
 import torch
@@ -98,6 +100,18 @@ def test_readout_is_the_firing_rate_or_the_weighted_rate():
     p = representation_weights(5, 2.0, 0.1)
     torch.testing.assert_close(lif_model.readout(out), torch.einsum("t,tbk->bk", p, out))
     assert all(isinstance(m, DSRLIFNode) and m.tau == 2.0 for m in lif_model.modules() if isinstance(m, DSRIFNode | DSRLIFNode))
+
+
+def test_lif_readout_in_float64_is_the_weighted_rate_formula():
+    T, tau, dt = 20, 1.0, 0.05
+    model = DSR(backbone="preact_resnet", backbone_kwargs={"width": 4, "layers": [1, 1, 1, 1]}, num_classes=3,
+                input_shape=(1, 8, 8), T=T, neuron={"type": "dsr_lif", "tau": tau, "delta_t": dt}).double()
+    out = torch.rand(T, 4, 3, dtype=torch.float64)
+    w = [math.exp(-(T - t) * dt / tau) for t in range(1, T + 1)]
+    expected = sum(w[t] * out[t] for t in range(T)) / sum(w)
+    got = model.readout(out)
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got, expected, rtol=0.0, atol=1e-15)
 
 
 def test_thresholds_get_gradients_and_stay_above_the_bound_in_training():

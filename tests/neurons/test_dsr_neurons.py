@@ -12,6 +12,7 @@ from lightning_snn.neurons import (
     DSRLIFNode,
     IFNode,
     build_neuron_factory,
+    lif_leak,
     representation_weights,
     spike_representation,
 )
@@ -97,6 +98,48 @@ def test_lif_forward_matches_the_paper_dynamics():
     out = node(x)
     torch.testing.assert_close(out, ref_spikes(x, 0.3, 0.3, 1.0, 0.05))
     assert sorted(out.unique().tolist()) == pytest.approx([0.0, 0.3 / 0.05])
+
+
+def official_lif_forward_float32(x: torch.Tensor, vth: float, alpha: float, tau: float, dt: float) -> torch.Tensor:
+    """The official LIFFunction.forward (cifar/modules/neuron.py) transcribed: tau is a float32 tensor, the leak
+    and the input factor are the tensor expressions exp(-dt/tau) and 1 - beta."""
+    tau_t = torch.tensor(tau)
+    vth_t = torch.tensor(vth)
+    beta = torch.exp(-dt / tau_t)
+    v = torch.zeros_like(x[0])
+    out = []
+    for t in range(x.shape[0]):
+        v = beta * v + (1 - beta) * x[t]
+        spike = (v >= alpha * vth_t).float() * vth_t
+        v = v - spike
+        out.append(spike / dt)
+    return torch.stack(out)
+
+
+def test_lif_leak_is_the_official_float32_expression():
+    beta, scale = lif_leak(1.0, 0.05)
+    official_beta = torch.exp(-0.05 / torch.tensor(1.0))
+    assert beta.dtype == scale.dtype == torch.float32
+    assert beta.item() == official_beta.item() and scale.item() == (1 - official_beta).item()
+    # the float64 value rounded to float32 is one ulp away: the case the official expression settles
+    assert scale.item() != torch.tensor(1.0 - math.exp(-0.05), dtype=torch.float32).item()
+    b64, s64 = lif_leak(1.0, 0.05, torch.float64)
+    assert b64.dtype == torch.float64 and s64.item() == pytest.approx(1.0 - math.exp(-0.05), rel=1e-15)
+
+
+def test_lif_float32_spikes_equal_the_official_forward():
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(20, 4000, generator=gen) * 6.0 + 2.0
+    node = DSRLIFNode(v_threshold=0.3, alpha=0.3, tau=1.0, delta_t=0.05)
+    assert torch.equal(node(x), official_lif_forward_float32(x, 0.3, 0.3, 1.0, 0.05))
+    # an input whose membrane reaches the firing level with the float64-rounded factor but not with the official one
+    fire_at = torch.tensor(0.3 * 0.3, dtype=torch.float32)
+    official = (1 - torch.exp(-0.05 / torch.tensor(1.0)))
+    rounded = torch.tensor(1.0 - math.exp(-0.05), dtype=torch.float32)
+    xs = fire_at / official * (1 + torch.linspace(-4e-7, 4e-7, 2001))
+    edge = xs[(official * xs < fire_at) & (rounded * xs >= fire_at)]
+    assert edge.numel() > 0
+    assert not node(edge[:1].view(1, 1)).any()
 
 
 def test_if_firing_rate_approximates_the_clamped_input_within_vth_over_T():
