@@ -362,6 +362,7 @@ def build_record(recipe: Recipe, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "notes": recipe.notes,
         "accuracy": final.get("test_acc_mean"),
         "accuracy_std": final.get("test_acc_std"),
+        "train_acc_final": final.get("train_acc_mean"),
         "per_epoch": per_epoch,
         "runs": [{k: v for k, v in r.items() if k not in ("meta", "memory", "schedule_notes")} for r in runs],
     }
@@ -429,6 +430,28 @@ def summary_table(records: list[dict[str, Any]]) -> str:
     return format_table(rows, cols)
 
 
+def markdown_table(records: list[dict[str, Any]]) -> str:
+    """The README's table: test accuracy per recipe (mean ± std over seeds) next to the official runs."""
+    lines = ["| recipe (config) | schedule | seeds | test acc, ours | official | gap |", "|---|---|---|---|---|---|"]
+    for r in records:
+        off = r.get("official") or {}
+        ours = f"{_fmt(r['accuracy'])}" + (f" ± {_fmt(r['accuracy_std'])}" if r["accuracy_std"] is not None else "")
+        if r.get("train_acc_final") is not None:
+            ours += f" (train {_fmt(r['train_acc_final'])})"
+        if off.get("comparable"):
+            ref = f"{_fmt(off['test_acc_mean'])}" + (f" ± {_fmt(off['test_acc_std'])}" if off.get("test_acc_std") else "")
+            if off.get("train_acc_mean") is not None:
+                ref += f" (train {_fmt(off['train_acc_mean'])})"
+            gap = f"{off['delta_mean']:+.2f}" + (f" ({off['delta_in_std']:+.1f} std)" if off.get("delta_in_std") is not None else "")
+        else:
+            ref, gap = "none on this data", "-"
+        seeds = ",".join(str(s) for s in r["seeds"])
+        name = r["recipe"] + (" (official random stream)" if r.get("official_order") else "")
+        lines.append(f"| {name} (`{r['config']}`) | {r['epochs']} ep., {r['train_samples']}/{r['test_samples']} | {seeds} "
+                     f"| {ours} | {ref} | {gap} |")
+    return "\n".join(lines)
+
+
 # -------------------------------------------------------------------------------------------- main
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -441,10 +464,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=positive_int, default=None, help="override every recipe's epochs")
     p.add_argument("--out", type=Path, default=None, help="result JSON (default: benchmarks/results/real_data.json)")
     p.add_argument("--no-write", action="store_true", help="print the table only")
+    p.add_argument("--markdown", type=Path, default=None, metavar="JSON",
+                   help="train nothing: print the README table of a result file")
     p.add_argument("--combine", type=Path, nargs="+", default=None, metavar="JSON",
                    help="train nothing: merge the records of these result files (parts of one benchmark run on the "
                         "same commit, e.g. recipes run in parallel with --only) into --out")
     return p.parse_args(argv)
+
+
+_META_KEYS = ("method", "backbone", "T", "batch_size", "parameters", "optimizer", "lr_schedulers", "train_samples", "test_samples")
+
+
+def _merge_records(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """One record from records of the same recipe run on disjoint seeds (e.g. seeds split over processes)."""
+    if len(records) == 1:
+        return records[0]
+    name = records[0]["recipe"]
+    seeds = [s for r in records for s in r["seeds"]]
+    if len(seeds) != len(set(seeds)):
+        raise SystemExit(f"real_data --combine: recipe {name} has seed(s) in more than one file: {sorted(seeds)}")
+    if len({r["epochs"] for r in records}) > 1:
+        raise SystemExit(f"real_data --combine: recipe {name} was run for different numbers of epochs")
+    runs = sorted(({**run, "meta": {k: rec[k] for k in _META_KEYS}, "schedule_notes": rec["schedule_notes"]}
+                   for rec in records for run in rec["runs"]), key=lambda r: r["seed"])
+    measured = next((rec for rec in records if rec.get("peak_mem_bytes") is not None), None)
+    if measured is not None:  # build_record takes the memory figures from the first run that has them
+        runs[0]["memory"] = {k: measured.get(k) for k in ("peak_mem_bytes", "mem_source", "saved_tensor_bytes")}
+    recipe = dataclasses.replace(RECIPES[name], epochs=records[0]["epochs"], seeds=tuple(r["seed"] for r in runs))
+    return build_record(recipe, runs)
 
 
 def combine(paths: Sequence[Path], out_path: Path) -> Path:
@@ -457,11 +504,12 @@ def combine(paths: Sequence[Path], out_path: Path) -> Path:
                              f"({key}: {sorted(values)}); rerun them on one commit")
     if len({part.get("quick") for part in parts}) > 1:
         raise SystemExit("real_data --combine: cannot mix --quick and full runs")
-    names = [r["recipe"] for part in parts for r in part["records"]]
-    if len(names) != len(set(names)):
-        raise SystemExit(f"real_data --combine: a recipe appears in more than one file: {names}")
+    by_recipe: dict[str, list[dict[str, Any]]] = {}
+    for part in parts:
+        for rec in part["records"]:
+            by_recipe.setdefault(rec["recipe"], []).append(rec)
     order = {name: i for i, name in enumerate(RECIPES)}
-    records = sorted((r for part in parts for r in part["records"]), key=lambda r: order.get(r["recipe"], len(order)))
+    records = [_merge_records(recs) for _, recs in sorted(by_recipe.items(), key=lambda kv: order.get(kv[0], len(order)))]
     first = parts[0]
     extra = {k: v for k, v in first.items() if k not in ("device", "torch", "created", "python", "threads", "records")}
     extra["load_average_end"] = parts[-1].get("load_average_end")
@@ -487,6 +535,9 @@ def selected_recipes(args: argparse.Namespace) -> list[Recipe]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    if args.markdown:
+        print(markdown_table(json.loads(args.markdown.read_text())["records"]))
+        return {}
     if args.combine:
         path = combine(args.combine, args.out or default_result_path(BENCHMARK, resolve_device("cpu")))
         print(f"wrote {path}")

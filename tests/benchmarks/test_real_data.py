@@ -82,6 +82,14 @@ def test_combine_merges_parts_of_one_commit_and_refuses_mixed_ones(tmp_path):
         real_data.combine([a, c], tmp_path / "bad.json")
     with pytest.raises(SystemExit, match="more than one file"):
         real_data.combine([b, b], tmp_path / "bad.json")
+    # one recipe's seeds split over two files: merged into one record, statistics over all seeds
+    stbp = real_data.RECIPES["stbp_mnist_mnistnet"]
+    s12 = write_results([real_data.build_record(stbp, [_run(1, [20.0], memory=True), _run(2, [60.0])])], device,
+                        tmp_path / "s12.json", git=git, quick=False)
+    s3 = write_results([real_data.build_record(stbp, [_run(3, [40.0])])], device, tmp_path / "s3.json", git=git, quick=False)
+    (rec,) = json.loads(real_data.combine([s3, s12], tmp_path / "merged.json").read_text())["records"]
+    assert rec["seeds"] == [1, 2, 3] and rec["accuracy"] == pytest.approx(40.0) and rec["accuracy_std"] == pytest.approx(20.0)
+    assert rec["peak_mem_bytes"] == 1234 and rec["official"]["seeds"] == [1, 2, 3]
 
 
 def test_overrides_resolve_through_the_cli_with_a_constant_lr_and_no_checkpointing(tmp_path):
