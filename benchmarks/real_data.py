@@ -18,15 +18,21 @@ Validation runs on the test split after every epoch (the DataModules' ``val_spli
 ``test_acc`` per epoch is the accuracy on all the test samples. ``train_acc`` is the running accuracy
 over the epoch in training mode, which is what the official scripts print as training accuracy.
 
+The row ``stbp_mnist_mnistnet_official_order`` is a diagnostic: the same config with the official script's
+random stream for the data order and the flips (:class:`OfficialOrder`), which tells the luck of the data
+order apart from a difference in the computation.
+
 Reference numbers: ``shared/reference/official_runs.md`` (the official STBP code at ``1de278bf`` and IDE code
 at ``7da59074`` on ``shared/data/MNIST``, CPU, one thread). Mean ± std over seeds uses the sample standard
 deviation (n - 1), as the reference table does.
 
-Run (shared machine: one thread, in the background; the full run takes tens of minutes on one core)::
+Run (shared machine: one thread, in the background; the full run takes about an hour on a busy 2-core machine;
+recipes or seeds can run in separate processes and be merged with ``--combine``)::
 
     uv run python benchmarks/real_data.py --threads 1 > real_data.log 2>&1 &
     uv run python benchmarks/real_data.py --quick      # a few batches per recipe, about a minute
-    uv run python benchmarks/real_data.py --only stbp_mnist_mnistnet --seeds 1 2
+    uv run python benchmarks/real_data.py --only stbp_mnist_mnistnet --seeds 1 2 --out part1.json
+    uv run python benchmarks/real_data.py --combine part1.json part2.json     # -> results/real_data.json
 
 The shared data folder is ``$LIGHTNING_SNN_SHARED_DATA`` or ``../shared/data`` next to the repository.
 """
@@ -84,6 +90,8 @@ class Official:
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
+    """One benchmark row: a config trained for ``epochs`` on each of ``seeds``, and the official figures."""
+
     name: str
     config: str  # relative to the repository
     epochs: int
