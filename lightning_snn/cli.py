@@ -3,6 +3,7 @@
     lightning-snn fit --config configs/quickstart.yaml
     lightning-snn test --config configs/stbp/mnist_mnistnet.yaml --ckpt_path last.ckpt
     lightning-snn export --config configs/stbp/mnist_mnistnet_q8.yaml --ckpt_path last.ckpt --out mnist_q8
+    lightning-snn recipe --config configs/stbp/mnist_mnistnet.yaml   # the config against its recipe card
 
 Model and data are chosen by class path (``model.class_path: lightning_snn.methods.BPTT``, or the short
 ``BPTT``); the DataModule's ``num_classes`` and ``input_shape`` are linked into the model. Optimiser
@@ -111,6 +112,10 @@ def main(args: Sequence[str] | None = None) -> None:
     if argv and argv[0] == "export":
         export_main(argv[1:])
         return
+    if argv and argv[0] == "recipe":
+        from .recipe import recipe_main
+
+        raise SystemExit(recipe_main(argv[1:]))
     build_cli(argv)
 
 
