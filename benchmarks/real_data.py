@@ -149,7 +149,7 @@ def shared_data_dir() -> Path:
 
 
 def git_commit() -> dict[str, Any]:
-    """HEAD of the repository and whether the working tree differs from it (None outside git)."""
+    """HEAD of the repository and whether the measured code differs from it (None outside git)."""
     def git(*args: str) -> str | None:
         try:
             return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
@@ -157,7 +157,8 @@ def git_commit() -> dict[str, Any]:
             return None
 
     head = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
+    # what the measurement depends on: the package, the configs and the benchmarks (not the docs)
+    status = git("status", "--porcelain", "--untracked-files=no", "--", "lightning_snn", "configs", "benchmarks", "pyproject.toml", "uv.lock")
     return {"commit": head, "dirty": None if status is None else bool(status), "branch": git("rev-parse", "--abbrev-ref", "HEAD")}
 
 
