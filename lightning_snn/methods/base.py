@@ -228,11 +228,15 @@ class SpikingClassifier(L.LightningModule):
             strategy._layer_sync = SpikingSyncBatchNorm()
 
     def configure_callbacks(self) -> list[L.Callback]:
-        from ..callbacks import FiringRateMonitor, SpikingSummary
+        """The callbacks every method runs with, unless the trainer already lists one of the type:
+        :class:`~lightning_snn.callbacks.FiringRateMonitor`, :class:`~lightning_snn.callbacks.SpikingSummary`
+        and :class:`~lightning_snn.callbacks.SpikingGuard` (switch the last two off with an instance
+        ``enabled=False`` under ``trainer.callbacks``)."""
+        from ..callbacks import FiringRateMonitor, SpikingGuard, SpikingSummary
 
         # a callback returned here replaces trainer callbacks of the same type: add only the missing ones
         present = self._trainer.callbacks if self._trainer is not None else []
-        return [cb() for cb in (FiringRateMonitor, SpikingSummary) if not any(isinstance(c, cb) for c in present)]
+        return [cb() for cb in (FiringRateMonitor, SpikingSummary, SpikingGuard) if not any(isinstance(c, cb) for c in present)]
 
     def configure_optimizers(self) -> Any:
         """Fallback for use outside the CLI (Adam, lr 1e-3, as the STBP repository).
