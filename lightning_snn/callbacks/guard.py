@@ -149,7 +149,7 @@ class SpikingGuard(L.Callback):
         self._level: torch.Tensor | None = None  # running level of the loss
         self._reference: torch.Tensor | None = None  # first loss of the run
         self._diverged_epochs: set[int] = set()
-        self._rate_warnings: set[tuple[str, int]] = set()
+        self._rate_warnings: set[tuple[str, str, int]] = set()  # (kind, measured over, epoch) already warned
 
     @property
     def active(self) -> bool:
@@ -359,12 +359,12 @@ class SpikingGuard(L.Callback):
 
     # ---------------------------------------------------------------------- dead / saturated layers
     def _warn_rates(self, rates: Mapping[str, float], over: str, epoch: int) -> None:
-        """Warn (once per epoch and kind) about the layers of ``rates`` at firing rate 0 or 1."""
+        """Warn about the layers of ``rates`` at firing rate 0 or 1, once per kind, source (``over``) and epoch."""
         for kind, hit, hint in (("silent (firing rate 0)", 0.0, _DEAD_HINT), ("saturated (firing rate 1)", 1.0, _SATURATED_HINT)):
             layers = [name for name, r in rates.items() if r == hit]
-            if not layers or (kind, epoch) in self._rate_warnings:
+            if not layers or (kind, over, epoch) in self._rate_warnings:
                 continue
-            self._rate_warnings.add((kind, epoch))
+            self._rate_warnings.add((kind, over, epoch))
             shown = ", ".join(layers[:8]) + (f" and {len(layers) - 8} more" if len(layers) > 8 else "")
             rank_zero_warn(f"SpikingGuard: epoch {epoch}: {len(layers)} of {len(rates)} neuron layers are {kind} "
                            f"{over}: {shown}. {hint[0].upper()}{hint[1:]}")
