@@ -25,11 +25,12 @@ Checks (all on by default; :class:`SpikingGuard` is added to every method by
   :class:`~lightning_snn.callbacks.FiringRateMonitor` measured (no second count); at the start of ``fit``
   those of the :class:`~lightning_snn.callbacks.SpikingSummary` pass, when it ran.
 
-Cost: the finiteness of all gradients (and of all parameters) is one fused reduction,
-``torch._foreach_norm(tensors, inf)`` (a max-abs that propagates NaN and never overflows, unlike a 2-norm in
-float16), and all flags of a training step are read with one host-device synchronisation, before the
-optimizer step. Parameters after a step are checked together with the next step (or at the epoch end, the
-next evaluation loop, a checkpoint save and the end of ``fit``), so a failure names the step that caused it.
+Cost: the finiteness of all gradients (and of all parameters, and of the input batch) is one fused
+reduction each, ``torch._foreach_norm(tensors, 2, dtype=float32)`` (NaN or inf whenever an entry is; see
+:func:`fused_norms`), and these norms and the loss of a training step are read with one host-device
+synchronisation, before the optimizer step; the divergence bookkeeping is then plain Python on those values.
+Parameters after a step are checked together with the next step (or at the epoch end, the next evaluation
+loop, a checkpoint save and the end of ``fit``), so a failure names the step that caused it.
 Under a ``GradScaler`` (``precision: 16-mixed``) inf gradients are expected and skipped by the scaler, so
 gradients are not checked there (inputs, loss and parameters still are).
 
@@ -48,7 +49,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
-__all__ = ["NonFiniteError", "SpikingGuard", "finite_flags", "named_tensors"]
+__all__ = ["NonFiniteError", "SpikingGuard", "fused_norms", "named_tensors"]
 
 #: set to ``0`` / ``false`` to switch the guard off everywhere (the callback's ``enabled`` does it per run)
 ENV_SWITCH = "LIGHTNING_SNN_GUARD"
@@ -81,23 +82,26 @@ def named_tensors(obj: Any, prefix: str = "batch") -> Iterator[tuple[str, torch.
             yield from named_tensors(v, f"{prefix}[{i}]")
 
 
-def finite_flags(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """One boolean per tensor, True where every entry is finite, from one fused max-abs reduction.
+def fused_norms(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """The 2-norm of every tensor as a 0-d float tensor, from one fused reduction per accumulation dtype.
 
-    ``torch._foreach_norm(ts, inf)`` is the per-tensor max |x|: NaN if any entry is NaN, inf if any is inf,
-    finite otherwise (no overflow, whatever the dtype). The result stays on the tensors' device (no sync).
+    A 2-norm is NaN or inf when an entry is, so a finite norm means "all entries finite"; a non-finite one
+    means "some entry is non-finite" or, rarely, that the sum of squares overflowed (float32 accumulation:
+    entries beyond about 1e19), which :class:`SpikingGuard` confirms with an exact ``isfinite`` before it
+    reports. Float16 / bfloat16 tensors accumulate in float32 (no overflow of their squares), float64 in
+    float64. No synchronisation: the norms stay on the device. (On the CPU the 2-norm is the fast one:
+    ``_foreach_norm`` with ord=inf and per-tensor ``isfinite().all()`` cost about ten times more.)
     """
-    if not tensors:
-        return torch.ones(0, dtype=torch.bool)
-    ts = [t.detach().abs() if t.is_complex() else t.detach() for t in tensors]
-    device = ts[0].device
-    if any(t.device != device for t in ts):  # spread over devices: one reduction each
-        return torch.stack([torch.isfinite(t).all().to(device) for t in ts])
-    ts = [t if t.numel() else t.new_zeros(1) for t in ts]  # an empty tensor is finite (and has no max)
-    norms = torch._foreach_norm(ts, math.inf)
-    if len({n.dtype for n in norms}) > 1:
-        norms = [n.float() for n in norms]
-    return torch.stack(norms).isfinite()
+    out: list[torch.Tensor | None] = [None] * len(tensors)
+    with torch.no_grad():
+        real = [t.abs() if t.is_complex() else t for t in tensors]
+        groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
+        for i, t in enumerate(real):
+            groups.setdefault((t.device, torch.promote_types(t.dtype, torch.float32)), []).append(i)
+        for (_, dtype), idx in groups.items():
+            for i, n in zip(idx, torch._foreach_norm([real[i] for i in idx], 2, dtype=dtype)):
+                out[i] = n
+    return out  # type: ignore[return-value]
 
 
 def _describe(t: torch.Tensor) -> str:
@@ -141,13 +145,16 @@ class SpikingGuard(L.Callback):
         self.divergence_factor = divergence_factor
         self.divergence_momentum = float(divergence_momentum)
         self.dead_layers = bool(dead_layers)
+        self._params: list[tuple[str, torch.nn.Parameter]] = []  # the module's named parameters at fit start
         self._names: dict[int, str] = {}  # id(parameter) -> name, for gradients found through the optimizer
         # flags of the current training step not yet read: (0-d bool tensor, report) in check order
-        self._pending: list[tuple[torch.Tensor, Callable[[], None]]] = []
+        # values of the current training step not read yet (0-d tensors), each group with its handler of the
+        # read values; handlers run in queue order, so the first failure reported is the first check's
+        self._pending: list[tuple[list[torch.Tensor], Callable[[list[float]], None]]] = []
         self._where = "global step 0"
         self._step_at_batch_start = 0
-        self._level: torch.Tensor | None = None  # running level of the loss
-        self._reference: torch.Tensor | None = None  # first loss of the run
+        self._level: float | None = None  # running level of the loss
+        self._reference: float | None = None  # first loss of the run
         self._diverged_epochs: set[int] = set()
         self._rate_warnings: set[tuple[str, str, int]] = set()  # (kind, measured over, epoch) already warned
 
@@ -161,28 +168,31 @@ class SpikingGuard(L.Callback):
                              + f" (the guard's off switch: SpikingGuard(enabled=False) or {ENV_SWITCH}=0)")
 
     def _flush(self) -> None:
-        """Read all pending flags with one synchronisation and report the first failure, in check order."""
+        """Read all pending values with one synchronisation and run their handlers in queue order."""
         if not self._pending:
             return
         pending, self._pending = self._pending, []
-        device = pending[0][0].device
-        flags = torch.stack([f.to(device) for f, _ in pending]).tolist()
-        for ok, (_, report) in zip(flags, pending):
-            if not ok:
-                report()
+        tensors = [t for values, _ in pending for t in values]
+        first = tensors[0]
+        if any(t.dtype != first.dtype or t.device != first.device for t in tensors):
+            tensors = [t.to(first.device, torch.float64) for t in tensors]
+        values = torch.stack(tensors).tolist()
+        i = 0
+        for group, handle in pending:
+            handle(values[i:i + len(group)])
+            i += len(group)
 
     def _queue(self, named: list[tuple[str, torch.Tensor]], report: Callable[[str, torch.Tensor], None]) -> None:
-        """Queue the finiteness flag of ``named`` tensors; on failure ``report(name, tensor)`` of the first bad one."""
+        """Queue the fused norms of ``named`` tensors; ``report(name, tensor)`` the first non-finite one."""
         if not named:
             return
-        flags = finite_flags([t for _, t in named])
 
-        def first_failure() -> None:
-            for (name, t), ok in zip(named, flags.tolist()):
-                if not ok:
+        def handle(norms: list[float]) -> None:
+            for (name, t), norm in zip(named, norms):
+                if not math.isfinite(norm) and not bool(torch.isfinite(t).all()):  # exact: the norm may overflow
                     report(name, t)
 
-        self._pending.append((flags.all(), first_failure))
+        self._pending.append((fused_norms([t for _, t in named]), handle))
 
     def _check_now(self, named: list[tuple[str, torch.Tensor]], report: Callable[[str, torch.Tensor], None]) -> None:
         self._queue(named, report)
@@ -219,10 +229,11 @@ class SpikingGuard(L.Callback):
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.active:
             return
-        self._names = {id(p): n for n, p in pl_module.named_parameters()}
+        self._params = list(pl_module.named_parameters())
+        self._names = {id(p): n for n, p in self._params}
         self._pending = []
         if self.check_finite:
-            self._check_now(list(pl_module.named_parameters()),
+            self._check_now(self._params,
                             self._bad_parameter("before training", "the start of fit", "was it loaded from a damaged checkpoint?"))
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -243,39 +254,40 @@ class SpikingGuard(L.Callback):
             self._queue(list(named_tensors(batch)), self._bad_input("training", self._where))
 
     def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
-        if not self.active:
+        if not self.active or not (self.check_finite or self.divergence_factor is not None):
             return
-        value = loss.detach().float()
-        if self.check_finite:
-            where, hint = self._where, self._precision_hint(trainer) or (
-                "the inputs were finite: look for a log or division by zero in the loss, or an overflow "
-                "(lower the learning rate)")
-            self._pending.append((value.isfinite(), lambda: self._fail(where, f"the training loss is {float(value)}", hint)))
-        if self.divergence_factor is not None:
-            self._track_divergence(value, trainer.current_epoch)
+        where, epoch = self._where, trainer.current_epoch
+        hint = self._precision_hint(trainer) or (
+            "the inputs were finite: look for a log or division by zero in the loss, or an overflow (lower the "
+            "learning rate)")
 
-    def _track_divergence(self, value: torch.Tensor, epoch: int) -> None:
+        def handle(values: list[float]) -> None:
+            value = values[0]
+            if not math.isfinite(value):
+                if self.check_finite:
+                    self._fail(where, f"the training loss is {value}", hint)
+            elif self.divergence_factor is not None:
+                self._track_divergence(value, where, epoch)
+
+        self._pending.append(([loss.detach().float()], handle))
+
+    def _track_divergence(self, value: float, where: str, epoch: int) -> None:
+        """Warn when ``value`` exceeds ``divergence_factor`` x max(running level, first loss); a diverged loss
+        does not move the running level."""
         if self._level is None or self._reference is None:
-            self._level, self._reference = value.clone(), value.clone()
+            self._level = self._reference = value
             return
-        self._level, self._reference = self._level.to(value.device), self._reference.to(value.device)
-        diverged = value > self.divergence_factor * torch.maximum(self._level, self._reference)
-        where, level, reference = self._where, self._level.clone(), self._reference
-
-        def report() -> None:
-            if epoch in self._diverged_epochs:
-                return
-            self._diverged_epochs.add(epoch)
-            rank_zero_warn(
-                f"SpikingGuard: the training loss diverges at {where}: {float(value):.4g} is more than "
-                f"{self.divergence_factor:g}x its running level {float(level):.4g} (first loss {float(reference):.4g}); "
-                "lower the learning rate, or add warm-up or gradient clipping (warned once per epoch)"
-            )
-
-        # a diverged or non-finite loss does not move the running level
+        if value > self.divergence_factor * max(self._level, self._reference):
+            if epoch not in self._diverged_epochs:
+                self._diverged_epochs.add(epoch)
+                rank_zero_warn(
+                    f"SpikingGuard: the training loss diverges at {where}: {value:.4g} is more than "
+                    f"{self.divergence_factor:g}x its running level {self._level:.4g} (first loss {self._reference:.4g}); "
+                    "lower the learning rate, or add warm-up or gradient clipping (warned once per epoch)"
+                )
+            return
         m = self.divergence_momentum
-        self._level = torch.where(diverged | ~value.isfinite(), self._level, m * self._level + (1.0 - m) * value)
-        self._pending.append((~diverged, report))
+        self._level = m * self._level + (1.0 - m) * value
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
         if not self.active:
@@ -300,8 +312,7 @@ class SpikingGuard(L.Callback):
             self._flush()  # no optimizer step in this batch (skipped step, gradient accumulation)
         elif self.check_finite:  # read with the next step's flags, or at the next flush point
             hint = self._precision_hint(trainer) or "its gradient was finite, so the update overflowed: lower the learning rate"
-            self._queue(list(pl_module.named_parameters()),
-                        self._bad_parameter("after the optimizer step", self._where, hint))
+            self._queue(self._params, self._bad_parameter("after the optimizer step", self._where, hint))
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.active:
@@ -390,9 +401,9 @@ class SpikingGuard(L.Callback):
         """The divergence baseline (running level and first loss), so a resumed run keeps it."""
         if self._level is None or self._reference is None:
             return {}
-        return {"loss_level": float(self._level), "first_loss": float(self._reference)}
+        return {"loss_level": self._level, "first_loss": self._reference}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if "loss_level" in state_dict and "first_loss" in state_dict:
-            self._level = torch.tensor(float(state_dict["loss_level"]))
-            self._reference = torch.tensor(float(state_dict["first_loss"]))
+            self._level = float(state_dict["loss_level"])
+            self._reference = float(state_dict["first_loss"])

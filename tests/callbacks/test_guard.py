@@ -12,7 +12,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_snn.callbacks import NonFiniteError, SpikingGuard
-from lightning_snn.callbacks.guard import finite_flags, named_tensors
+from lightning_snn.callbacks.guard import fused_norms, named_tensors
 from lightning_snn.data import DigitsDataModule
 from lightning_snn.methods import BPTT
 
@@ -43,10 +43,16 @@ def assert_finite(model: torch.nn.Module) -> None:
         assert torch.isfinite(p).all(), name
 
 
-def test_finite_flags_match_isfinite_without_overflow():
-    ts = [torch.tensor([1.0, float("nan")]), torch.tensor([3e38, -3e38]), torch.tensor([300.0, 2.0]).half(),
-          torch.tensor([1.0, float("-inf")]).half(), torch.empty(0), torch.tensor([[1.0, 2.0]], dtype=torch.float64)]
-    assert finite_flags(ts).tolist() == [bool(torch.isfinite(t).all()) for t in ts] == [False, True, True, False, True, True]
+def test_fused_norms_and_the_exact_confirmation():
+    """One fused 2-norm per tensor: finite only for finite tensors (float16 squares accumulate in float32); a
+    non-finite norm of huge finite values (sum of squares beyond float32) is confirmed exactly before a report."""
+    ts = [torch.tensor([1.0, float("nan")]), torch.tensor([3e38, -3e38]), torch.tensor([300.0, 60000.0]).half(),
+          torch.tensor([1.0, float("-inf")]).half(), torch.empty(0), torch.tensor([[1e100, 2.0]], dtype=torch.float64)]
+    assert [bool(torch.isfinite(t).all()) for t in ts] == [False, True, True, False, True, True]
+    assert [math.isfinite(float(n)) for n in fused_norms(ts)] == [False, False, True, False, True, True]  # [1]: overflow
+    guard, reported = SpikingGuard(), []
+    guard._check_now([(f"t{i}", t) for i, t in enumerate(ts)], lambda name, t: reported.append(name))
+    assert reported == ["t0", "t3"]
     batch = {"x": torch.zeros(2), "meta": ["a.png", "b.png"], "pair": (torch.ones(1), torch.arange(3))}
     assert [n for n, _ in named_tensors(batch)] == ["batch['x']", "batch['pair'][0]"]  # integer labels are skipped
 
