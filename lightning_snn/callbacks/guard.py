@@ -147,7 +147,6 @@ class SpikingGuard(L.Callback):
         self.dead_layers = bool(dead_layers)
         self._params: list[tuple[str, torch.nn.Parameter]] = []  # the module's named parameters at fit start
         self._names: dict[int, str] = {}  # id(parameter) -> name, for gradients found through the optimizer
-        # flags of the current training step not yet read: (0-d bool tensor, report) in check order
         # values of the current training step not read yet (0-d tensors), each group with its handler of the
         # read values; handlers run in queue order, so the first failure reported is the first check's
         self._pending: list[tuple[list[torch.Tensor], Callable[[list[float]], None]]] = []
@@ -201,7 +200,7 @@ class SpikingGuard(L.Callback):
     @staticmethod
     def _precision_hint(trainer: L.Trainer) -> str:
         precision = str(getattr(trainer, "precision", ""))
-        if precision in ("16-true", "bf16-true", "16", "bf16"):
+        if precision in ("16-true", "bf16-true"):
             return (f"with precision={precision!r} weights, gradients and optimizer state are low-precision floats, "
                     "where e.g. Adam's eps (1e-8) underflows to 0 and its update divides by 0; use '16-mixed' or "
                     "'bf16-mixed'")
