@@ -22,8 +22,9 @@ Checks (all on by default; :class:`SpikingGuard` is added to every method by
   level (an exponential moving average) and its first value;
 - dead / saturated layers: a warning, once per epoch, naming the neuron layers whose firing rate over the
   validation (or test) epoch is 0 (or 1), with a hint. The rates are the ones
-  :class:`~lightning_snn.callbacks.FiringRateMonitor` measured (no second count); at the start of ``fit``
-  those of the :class:`~lightning_snn.callbacks.SpikingSummary` pass, when it ran.
+  :class:`~lightning_snn.callbacks.FiringRateMonitor` measured (no second count). (The rates of the
+  :class:`~lightning_snn.callbacks.SpikingSummary` pass at the start of ``fit`` are printed, not warned about:
+  on 16 samples of an untrained network a deep layer is often silent and wakes up in training.)
 
 Cost: the finiteness of all gradients (and of all parameters, and of the input batch) is one fused
 reduction each, ``torch._foreach_norm(tensors, 2, dtype=float32)`` (NaN or inf whenever an entry is; see
@@ -234,15 +235,6 @@ class SpikingGuard(L.Callback):
         if self.check_finite:
             self._check_now(self._params,
                             self._bad_parameter("before training", "the start of fit", "was it loaded from a damaged checkpoint?"))
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not (self.active and self.dead_layers):
-            return
-        from .summary import SpikingSummary
-
-        for cb in trainer.callbacks:  # the fit-start summary ran in on_fit_start: reuse its rates
-            if isinstance(cb, SpikingSummary) and cb.summary.get("firing_rates"):
-                self._warn_rates(cb.summary["firing_rates"], "at the start of fit (summary pass)", trainer.current_epoch)
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         if not self.active:
