@@ -22,7 +22,8 @@ Checks (all on by default; :class:`SpikingGuard` is added to every method by
   level (an exponential moving average) and its first value;
 - dead / saturated layers: a warning, once per epoch, naming the neuron layers whose firing rate over the
   validation (or test) epoch is 0 (or 1), with a hint. The rates are the ones
-  :class:`~lightning_snn.callbacks.FiringRateMonitor` measured (no second count). (The rates of the
+  :class:`~lightning_snn.callbacks.FiringRateMonitor` measured (no second count); not under ``fast_dev_run``
+  or the sanity check, whose single batches through an untrained network prove nothing. (The rates of the
   :class:`~lightning_snn.callbacks.SpikingSummary` pass at the start of ``fit`` are printed, not warned about:
   on 16 samples of an untrained network a deep layer is often silent and wakes up in training.)
 
@@ -372,8 +373,8 @@ class SpikingGuard(L.Callback):
                            f"{over}: {shown}. {hint[0].upper()}{hint[1:]}")
 
     def _monitored_rates(self, trainer: L.Trainer, stage: str, over: str) -> None:
-        if not (self.active and self.dead_layers) or trainer.sanity_checking:
-            return
+        if not (self.active and self.dead_layers) or trainer.sanity_checking or trainer.fast_dev_run:
+            return  # the sanity check and fast_dev_run's one batch are smoke tests of untrained networks
         from .firing_rate import FiringRateMonitor
 
         for cb in trainer.callbacks:  # on_*_end runs after every on_*_epoch_end: the monitor's rates are in
