@@ -307,7 +307,7 @@ class StepMemory(dict):
 
     Keys: ``peak_mem_bytes`` (everything alive at the peak), ``step_peak_mem_bytes`` (peak increase over
     the start of the step), ``saved_tensor_bytes`` (unique bytes saved for backward, parameters
-    excluded) and ``mem_source``.
+    excluded), ``saved_tensor_peak_bytes`` (the most of them alive at once) and ``mem_source``.
     """
 
 
@@ -320,6 +320,11 @@ class _SavedTensorTally:
         # so a new tensor at the same address (the allocator reuses addresses) is a new storage
         self._seen: dict[int, weakref.ref[torch.Tensor]] = {}
         self.bytes = 0
+        # saved tensors alive at once: per storage, how many saved tensors still refer to it (a step-by-step
+        # method frees each step's graph in its own backward, so its peak stays flat while ``bytes`` adds up)
+        self._live: dict[int, int] = {}
+        self.alive = 0
+        self.peak = 0
 
     def pack(self, t: torch.Tensor) -> torch.Tensor:
         storage = t.untyped_storage()
@@ -329,7 +334,18 @@ class _SavedTensorTally:
             if ref is None or ref() is None:
                 self.bytes += storage.nbytes()
             self._seen[ptr] = weakref.ref(t)
+            if self._live.get(ptr, 0) == 0:
+                self.alive += storage.nbytes()
+                self.peak = max(self.peak, self.alive)
+            self._live[ptr] = self._live.get(ptr, 0) + 1
+            weakref.finalize(t, self._release, ptr, storage.nbytes())
         return t
+
+    def _release(self, ptr: int, nbytes: int) -> None:
+        self._live[ptr] -= 1
+        if self._live[ptr] == 0:
+            del self._live[ptr]
+            self.alive -= nbytes
 
     @staticmethod
     def unpack(t: torch.Tensor) -> torch.Tensor:
@@ -419,6 +435,7 @@ def measure_step_memory(
             peak_mem_bytes=int(peak),
             step_peak_mem_bytes=int(peak - start),
             saved_tensor_bytes=int(tally.bytes),
+            saved_tensor_peak_bytes=int(tally.peak),
             mem_source=_MEM_SOURCE_CUDA,
         )
     start = _alive_bytes(model, optimizer, inputs)
@@ -431,6 +448,7 @@ def measure_step_memory(
         peak_mem_bytes=int(start + increase),
         step_peak_mem_bytes=int(increase),
         saved_tensor_bytes=int(tally.bytes),
+        saved_tensor_peak_bytes=int(tally.peak),
         mem_source=_MEM_SOURCE_CPU,
     )
 

@@ -23,6 +23,8 @@ are all in it. The method table is a registry (:data:`METHODS`, :func:`register_
 ``spikingjelly``   the ``compare_resnet`` network rebuilt from SpikingJelly's own layers
                    (``layer.Conv2d/BatchNorm2d/Linear``, ``neuron.LIFNode(tau=2, decay_input=False)``, i.e.
                    λ = 1 - 1/τ = 0.5, ``surrogate.Sigmoid(4)``, step mode ``m``, its default backend)
+``sltt``           :class:`~lightning_snn.methods.SLTT` (the same LIF, temporally cut; a backward per step)
+``ottt``           :class:`~lightning_snn.methods.OTTT`, variant A (SLTT's step + presynaptic traces)
 ``ide``            IDE on its feedback backbone ``ide_cifarnet_f`` (channels scaled like the shared network),
                    where ``lightning_snn.methods.IDE`` exists; opt-in: ``--methods ann bptt ide``
 =================  =======================================================================================
@@ -44,6 +46,9 @@ What each method's memory claim is, and where the table shows it:
   time, so on a shallow network its peak grows with T (``checks.rate_bp_saved_growth_in_T_max`` vs
   ``rate_bp_m_mem_growth_...``).
 * IDE: flat in T (the simulation keeps no graph).
+* SLTT / OTTT: flat in T. Each time step's graph is backpropagated and freed before the next step runs, so
+  the tensors saved for backward that are alive at once (``saved_tensor_peak_bytes``) are one step's, and
+  the peak does not grow with T; ``saved_tensor_bytes`` (everything saved over the step) still adds up.
 * DSR makes no memory claim: its neurons backpropagate through the spike representation (they save one
   step's worth), but its conv and time-folded BatchNorm layers are ordinary multi-step layers that save
   their per-step inputs, as in the official code. The exact DSR gradient through BN with statistics over
@@ -116,6 +121,7 @@ TARGETS = {
     "bptt_mem_vs_spikingjelly_max": 1.0,
     "rate_bp_dsr_mem_growth_in_T_max": 1.15,
     "revsnn_mem_ratio_vs_twin_max": 0.5,
+    "sltt_ottt_mem_growth_in_T_max": 1.05,
 }
 PRESETS: dict[str, dict[str, Any]] = {
     # the STBP-tdBN ResNet-19 shape (128C3, [3, 3, 2] blocks of 128/256/512, FC256, FC) on CIFAR-10
@@ -268,6 +274,28 @@ def _lightning(cls: type, s: Setting, x: torch.Tensor, y: torch.Tensor, T: int |
     return Trainee(module, opt, method_step(module, opt, x, y, s.amp), backbone if backbone != "compare_resnet" else s.backbone_label, T or s.T)
 
 
+def _build_online(cls: type, s: Setting, x: torch.Tensor, y: torch.Tensor, **kwargs: Any) -> Trainee:
+    """SLTT / OTTT: their own step, one backward pass per time step (``run_sequence``), then the update."""
+    torch.manual_seed(0)
+    module = cls(backbone="compare_resnet", num_classes=NUM_CLASSES, input_shape=INPUT_SHAPE, T=s.T,
+                 backbone_kwargs=dict(s.arch), neuron=_neuron(), **kwargs).to(s.device).train()
+    opt = _sgd(module)
+
+    def update() -> None:
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        with amp_context(x.device, s.amp):
+            module.run_sequence(x, y, backward=lambda loss: loss.backward(), update=update)
+        if not module.updates_every_step:
+            opt.step()
+        reset_states(module)
+
+    return Trainee(module, opt, step, s.backbone_label, s.T)
+
+
 def _neuron(**override: Any) -> dict[str, Any]:
     return {**NEURON, **override}
 
@@ -334,6 +362,12 @@ for _entry in (
                 "BPTT on the same RevSResNet with reversible: false"),
     MethodEntry("spikingjelly", _build_spikingjelly,
                 "the compare_resnet network from SpikingJelly layers + neuron.LIFNode(tau 2, decay_input False), BPTT"),
+    MethodEntry("sltt", lambda s, x, y: _build_online(methods.SLTT, s, x, y),
+                "SLTT: the same LIF with the temporal gradient path cut, one backward pass per time step",
+                available=lambda: hasattr(methods, "SLTT")),
+    MethodEntry("ottt", lambda s, x, y: _build_online(methods.OTTT, s, x, y),
+                "OTTT_A: SLTT's step plus presynaptic-trace weight gradients (hooks), one update per batch",
+                available=lambda: hasattr(methods, "OTTT")),
     MethodEntry("ide", _build_ide, "IDE on ide_cifarnet_f (feedback backbone)", default=False,
                 available=lambda: hasattr(methods, "IDE")),
 ):
@@ -501,8 +535,13 @@ def summarize(records: list[dict[str, Any]], cfg: CompareConfig) -> dict[str, An
         out[f"mem_growth_T{hi}_over_T{lo}"] = {
             m: {"peak": _ratio(get(m, hi, d0, "peak_mem_bytes"), get(m, lo, d0, "peak_mem_bytes")),
                 "step_peak": _ratio(get(m, hi, d0, "step_peak_mem_bytes"), get(m, lo, d0, "step_peak_mem_bytes")),
-                "saved_for_backward": _ratio(get(m, hi, d0, "saved_tensor_bytes"), get(m, lo, d0, "saved_tensor_bytes"))}
+                "saved_for_backward": _ratio(get(m, hi, d0, "saved_tensor_bytes"), get(m, lo, d0, "saved_tensor_bytes")),
+                "saved_alive_at_once": _ratio(get(m, hi, d0, "saved_tensor_peak_bytes"), get(m, lo, d0, "saved_tensor_peak_bytes"))}
             for m in names}
+        out["online_vs_bptt"] = {
+            m: {str(T): {key: _ratio(get(m, T, d0, key), get("bptt", T, d0, key)) for key in ("peak_mem_bytes", "step_time_s")}
+                for T in Ts}
+            for m in ("sltt", "ottt") if m in names and "bptt" in names}
     if len(depths) > 1:
         lo, hi = depths[0], depths[-1]
         out[f"mem_growth_depth{hi}_over_depth{lo}"] = {
@@ -537,6 +576,11 @@ def _checks(out: dict[str, Any], Ts: list[int]) -> dict[str, Any]:
     # Rate-BP's claim is about backward memory (O(L), not O(L·T)): the tensors saved for backward
     checks["rate_bp_saved_growth_in_T_max"] = worst(
         [growth[m]["saved_for_backward"] for m in ("rate_bp_m", "rate_bp_s") if m in growth], max)
+    checks["sltt_ottt_mem_growth_in_T_max"] = worst([growth[m]["peak"] for m in ("sltt", "ottt") if m in growth], max)
+    for m in ("sltt", "ottt"):
+        if m in growth:
+            checks[f"{m}_mem_growth_T{Ts[-1]}_over_T{Ts[0]}"] = growth[m]["peak"]
+            checks[f"{m}_saved_alive_growth_T{Ts[-1]}_over_T{Ts[0]}"] = growth[m]["saved_alive_at_once"]
     return checks
 
 
@@ -604,6 +648,7 @@ def render_table(records: list[dict[str, Any]]) -> str:
         ("ratio_vs_ann_x_T", "t/(T*ann)", f2), ("ratio_vs_bptt", "t/bptt", f2),
         ("peak_mem_bytes", "peak mem", format_bytes), ("mem_ratio_vs_bptt", "mem/bptt", f2),
         ("saved_tensor_bytes", "saved for bwd", format_bytes),
+        ("saved_tensor_peak_bytes", "saved alive", format_bytes),
         ("foreign_cpu_share", "others' cpu", lambda v: "-" if v is None else f"{100 * v:.0f}%"),
     ]
     return format_table(records, cols)

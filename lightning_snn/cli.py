@@ -3,6 +3,7 @@
     lightning-snn fit --config configs/quickstart.yaml
     lightning-snn test --config configs/stbp/mnist_mnistnet.yaml --ckpt_path last.ckpt
     lightning-snn export --config configs/stbp/mnist_mnistnet_q8.yaml --ckpt_path last.ckpt --out mnist_q8
+    lightning-snn recipe --config configs/stbp/mnist_mnistnet.yaml   # the config against its recipe card
 
 Model and data are chosen by class path (``model.class_path: lightning_snn.methods.BPTT``, or the short
 ``BPTT``); the DataModule's ``num_classes`` and ``input_shape`` are linked into the model. Optimiser
@@ -43,9 +44,28 @@ class SpikingCLI(LightningCLI):
 
     def _add_configure_optimizers_method_to_model(self, subcommand: str | None) -> None:
         # The methods keep a fallback optimiser for notebook use; the CLI's sections replace it silently.
+        # LightningCLI builds the config's optimizer over `model.parameters()`: for the duration of that call
+        # the method's parameter groups (weight-decay exemptions, `no_weight_decay`) stand in for them.
+        model = self.model
+        groups = model.optimizer_param_groups() if isinstance(model, SpikingClassifier) else None
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*configure_optimizers` will be overridden.*")
-            super()._add_configure_optimizers_method_to_model(subcommand)
+            if groups is None:
+                super()._add_configure_optimizers_method_to_model(subcommand)
+                return
+            model.__dict__["parameters"] = lambda *args, **kwargs: groups
+            try:
+                super()._add_configure_optimizers_method_to_model(subcommand)
+            finally:
+                del model.__dict__["parameters"]
+
+    @staticmethod
+    def configure_optimizers(lightning_module: Any, optimizer: Any, lr_scheduler: Any = None) -> Any:
+        """LightningCLI's pairing of the config's optimiser and scheduler; a scheduler whose ``interval`` is
+        ``"step"`` (e.g. :class:`~lightning_snn.optim.TimmCosineLR`) is stepped after every optimiser step."""
+        if lr_scheduler is not None and getattr(lr_scheduler, "interval", "epoch") == "step":
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": lr_scheduler, "interval": "step"}}
+        return LightningCLI.configure_optimizers(lightning_module, optimizer, lr_scheduler)
 
 
 def build_cli(args: Sequence[str] | None = None, run: bool = True, **cli_kwargs: Any) -> SpikingCLI:
@@ -210,6 +230,9 @@ def main(args: Sequence[str] | None = None) -> None:
         if argv and argv[0] == "export":
             export_main(argv[1:])
             return
+        if argv and argv[0] == "recipe":
+            from .recipe import recipe_main
+            raise SystemExit(recipe_main(argv[1:]))
         parser_kwargs: dict[str, Any] = {}
         if not full:  # raise ArgumentError instead of printing the usage text and exiting
             parser_kwargs = {"exit_on_error": False, **{sub: {"exit_on_error": False} for sub in SpikingCLI.subcommands()}}

@@ -55,3 +55,11 @@ __all__ += ["DSRVGG", "PreActBlock", "PreActResNet", "dsr_vgg11", "preact_resnet
 from .feedback import FeedbackSNN, ide_alexnet_f, ide_cifarnet_f, ide_conv, ide_fc  # noqa: E402  (IDE feedback SNNs)
 
 __all__ += ["FeedbackSNN", "ide_alexnet_f", "ide_cifarnet_f", "ide_conv", "ide_fc"]
+
+from .ottt_vgg import OTTTVGG, ottt_vgg11_ws  # noqa: E402  (OTTT's weight-standardised VGG)
+
+__all__ += ["OTTTVGG", "ottt_vgg11_ws"]
+
+from .nf_resnet import SpikingNFResNet, nf_resnet34, nf_resnet50, nf_resnet101  # noqa: E402  (SLTT / OTTT ImageNet NF-ResNets)
+
+__all__ += ["SpikingNFResNet", "nf_resnet34", "nf_resnet50", "nf_resnet101"]

@@ -16,6 +16,7 @@ from torch import nn
 
 from ..neurons import NeuronFactory, StepMode, build_neuron_factory
 from .layers import Flatten, SpikingBackbone, TimeDistributed
+from .ottt_vgg import TimeFixedDropout
 from .registry import register_backbone
 
 __all__ = ["DSR_VGG_CFGS", "DSRVGG", "dsr_vgg11"]
@@ -43,6 +44,9 @@ class DSRVGG(SpikingBackbone):
         cfg: ``"vgg11"`` (default), ``"vgg13"``, ``"vgg16"``, ``"vgg19"``.
         dropout: dropout after every neuron of the feature extractor (official default 0.1).
         pool_size: side of the adaptive average pooling before the classifier (official: 7).
+        head: ``"spiking"`` (``FC - BN1d - neuron``, DSR) or ``"linear"`` (``FC``: SLTT's ``spiking_vgg11_bn``).
+        time_fixed_dropout: draw the dropout mask once per sequence (SpikingJelly ``layer.Dropout``, as SLTT's
+            code) instead of at every step.
     """
 
     def __init__(
@@ -55,9 +59,13 @@ class DSRVGG(SpikingBackbone):
         cfg: str = "vgg11",
         dropout: float = 0.1,
         pool_size: int = 7,
+        head: str = "spiking",
+        time_fixed_dropout: bool = False,
     ) -> None:
         super().__init__(num_classes, build_neuron_factory(neuron), step_mode)
         del input_size
+        if head not in ("spiking", "linear"):
+            raise ValueError(f"DSRVGG: head must be 'spiking' (FC - BN1d - neuron, DSR) or 'linear' (FC, SLTT), got {head!r}")
         if cfg not in DSR_VGG_CFGS:
             raise ValueError(f"DSRVGG: unknown cfg {cfg!r}; choose one of {sorted(DSR_VGG_CFGS)}")
         stages = []
@@ -72,7 +80,7 @@ class DSRVGG(SpikingBackbone):
                         TimeDistributed(nn.Conv2d(cin, int(item), 3, padding=1)),
                         TimeDistributed(nn.BatchNorm2d(int(item))),
                         self.spiking(),
-                        TimeDistributed(nn.Dropout(dropout)),
+                        TimeFixedDropout(dropout) if time_fixed_dropout else TimeDistributed(nn.Dropout(dropout)),
                     ]
                     cin = int(item)
             stages.append(nn.Sequential(*layers))
@@ -81,8 +89,7 @@ class DSRVGG(SpikingBackbone):
             TimeDistributed(nn.AdaptiveAvgPool2d((pool_size, pool_size))),
             Flatten(),
             TimeDistributed(nn.Linear(cin * pool_size * pool_size, num_classes)),
-            TimeDistributed(nn.BatchNorm1d(num_classes)),
-            self.spiking(),
+            *((TimeDistributed(nn.BatchNorm1d(num_classes)), self.spiking()) if head == "spiking" else ()),
         )
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

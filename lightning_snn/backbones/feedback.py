@@ -28,9 +28,11 @@ Registered networks (Sec. 5, Table 1-3 of the paper):
 * ``ide_alexnet_f``: AlexNet-F, 96C3s-256C3-384C3s-384C3-256C3 (F96C3u), CIFAR;
 * ``ide_cifarnet_f``: CIFARNet-F, 128C3s-256C3-512C3s-1024C3-512C3 (F128C3u), CIFAR.
 
-As in the paper's code, weights start as per-filter unit-norm uniform draws, the feedback weight is
-spectrally normalised with a learnable gain clipped to [-1, 1] (keeps ``f`` contractive), and dropout uses
-one mask per sample for all time steps and for the equilibrium map.
+As in the paper's code (``modules/snn_modules.py``, ``modules/optimizations.py``), weights start as
+per-filter unit-norm uniform draws with zero biases, the feedback weight is spectrally normalised with a
+learnable gain clipped to [-1, 1] (keeps ``f`` contractive; initialised and advanced as the code does, see
+:func:`spectral_normalize`), and dropout draws one mask per sample and element, used at all time steps
+and in the equilibrium map.
 """
 from __future__ import annotations
 
@@ -59,6 +61,9 @@ __all__ = [
     "ide_fc",
     "spectral_normalize",
 ]
+
+#: Per-channel ``(mean, variance, eps)`` that a BatchNorm normalises with (``SynapticLayer.forward``).
+BatchStats = tuple[torch.Tensor, torch.Tensor, float]
 
 #: The IF neuron of the IDE experiments: V_th = 2, reset by subtraction (LIF: add ``type: lif, decay: λ``).
 IDE_IF: dict[str, Any] = {"type": "if", "v_threshold": 2.0, "v_reset": None}
@@ -97,37 +102,50 @@ class VariationalDropout(nn.Module):
 
 
 class _GainSpectralNorm(nn.Module):
-    """Parametrization ``W -> clamp(g, -r, r) · W / σ(W)`` of the IDE code's feedback weights.
+    """Parametrization ``W -> clamp(g, -r, r) · W / σ`` of the feedback weights, computed as the IDE code's
+    ``WeightSpectralNorm`` (``modules/optimizations.py``) computes it.
 
-    σ is estimated by power iteration on the weight reshaped to ``[out, -1]`` with vectors ``u``, ``v`` kept as
-    buffers. As in the paper's code, the vectors advance by one power iteration per sample batch (in
-    :meth:`reset`, called by ``reset_states`` before every batch, training mode only), so every use of the
-    weight within one batch (all time steps, the equilibrium map, the backward solve) sees the same σ.
+    * σ = ``uᵀ M v`` with ``M`` the weight reshaped to ``[weight.shape[0], -1]``: ``[out, in·k·k]`` for a
+      convolution, but ``[in, out·k·k]`` for a transposed convolution (weight ``[in, out, k, k]``), the code's
+      ``dim=0`` reshape.
+    * ``u``, ``v`` (buffers) start as normalised N(0, 1) draws (``u`` first) and advance by one power
+      iteration at construction (the code computes the weight once when it installs the norm) and by one
+      more in :meth:`reset`, which ``reset_states`` calls before every sample batch, in training and in
+      evaluation alike (the code's ``_reset`` runs at every forward). Every use of the weight within a
+      batch (all time steps, the equilibrium map, the backward solve) sees the same σ.
+    * ``g`` starts at σ estimated by 10 power iterations from a second, independent pair of N(0, 1) draws
+      (the code's ``compute_spectral_norm``), *not* clipped: the clip is applied in the forward, so while
+      ``|g| > r`` it passes no gradient to ``g`` and only weight decay moves it.
+
+    At the first step the effective scale ``clamp(g, -r, r) / σ`` therefore compares a 10-iteration
+    estimate with a 2-iteration one from a random start, as in the official runs. Random draws are taken
+    in the code's order (``u``, ``v``, then the gain's pair), so on CPU with the same generator state they
+    are the code's draws.
     """
 
     is_stateful = True
 
-    def __init__(self, weight: torch.Tensor, norm_range: float, transposed: bool) -> None:
+    def __init__(self, weight: torch.Tensor, norm_range: float) -> None:
         super().__init__()
         self.norm_range = float(norm_range)
-        self.transposed = transposed
         mat = self._matrix(weight.detach())
-        u = F.normalize(torch.randn(mat.shape[0], dtype=mat.dtype), dim=0)
-        v = F.normalize(torch.randn(mat.shape[1], dtype=mat.dtype), dim=0)
-        self.register_buffer("u", u)
-        self.register_buffer("v", v)
-        self._power_iteration(mat, 10)
-        self.gain = nn.Parameter(torch.dot(self.u, mat @ self.v).clamp(max=self.norm_range))
+        self.register_buffer("u", F.normalize(torch.randn(mat.shape[0], dtype=mat.dtype), dim=0, eps=1e-12))
+        self.register_buffer("v", F.normalize(torch.randn(mat.shape[1], dtype=mat.dtype), dim=0, eps=1e-12))
+        u = F.normalize(torch.randn(mat.shape[0], dtype=mat.dtype), dim=0, eps=1e-12)
+        v = F.normalize(torch.randn(mat.shape[1], dtype=mat.dtype), dim=0, eps=1e-12)
+        u, v = _power_iteration(mat, u, v, 10)
+        self.gain = nn.Parameter(torch.dot(u, mat @ v))
+        self._advance(mat)
 
-    def _matrix(self, weight: torch.Tensor) -> torch.Tensor:
-        w = weight.transpose(0, 1) if self.transposed else weight
-        return w.reshape(w.shape[0], -1)
+    @staticmethod
+    def _matrix(weight: torch.Tensor) -> torch.Tensor:
+        return weight.reshape(weight.shape[0], -1)
 
     @torch.no_grad()
-    def _power_iteration(self, mat: torch.Tensor, steps: int) -> None:
-        for _ in range(steps):
-            self.v.copy_(F.normalize(mat.t() @ self.u, dim=0, eps=1e-12))
-            self.u.copy_(F.normalize(mat @ self.v, dim=0, eps=1e-12))
+    def _advance(self, mat: torch.Tensor) -> None:
+        u, v = _power_iteration(mat, self.u, self.v, 1)
+        self.u.copy_(u)
+        self.v.copy_(v)
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         with torch.autocast(weight.device.type, enabled=False):  # σ in the weight's own precision
@@ -135,21 +153,29 @@ class _GainSpectralNorm(nn.Module):
         return self.gain.clamp(-self.norm_range, self.norm_range) * weight / sigma
 
     def reset(self) -> None:
-        if self.training:
-            self._power_iteration(self._matrix(self._original.detach()), 1)
+        self._advance(self._matrix(self._original.detach()))
 
     @property
     def _original(self) -> torch.Tensor:
         return self._owner.parametrizations.weight.original
 
 
+def _power_iteration(mat: torch.Tensor, u: torch.Tensor, v: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``steps`` power iterations ``v <- norm(Mᵀu), u <- norm(Mv)`` (the start ``v`` only sets the shape)."""
+    with torch.no_grad():
+        for _ in range(steps):
+            v = F.normalize(mat.t() @ u, dim=0, eps=1e-12)
+            u = F.normalize(mat @ v, dim=0, eps=1e-12)
+    return u, v
+
+
 def spectral_normalize(module: nn.Module, norm_range: float = 1.0, name: str = "weight") -> nn.Module:
-    """Reparametrise ``module.weight`` as ``clamp(g, -r, r) · W / σ(W)`` (σ: spectral norm by power
-    iteration), with ``g`` starting at σ(W) (at most r) so the initial weight is unchanged. Bounding the
-    feedback weight's norm keeps the equilibrium map contractive (IDE, Sec. 4.3)."""
+    """Reparametrise ``module.weight`` as ``clamp(g, -r, r) · W / σ(W)`` (σ: power-iteration estimate of the
+    spectral norm), initialised and advanced as the IDE code does (:class:`_GainSpectralNorm`). Bounding
+    the feedback weight's norm keeps the equilibrium map contractive (IDE, Sec. 4.3)."""
     if name != "weight":
         raise ValueError("spectral_normalize: only the weight of a layer can be normalised")
-    param = _GainSpectralNorm(module.weight, norm_range, isinstance(module, nn.ConvTranspose2d))
+    param = _GainSpectralNorm(module.weight, norm_range)
     parametrize.register_parametrization(module, name, param)
     object.__setattr__(param, "_owner", module)  # not a submodule: avoids a reference cycle in the module tree
     return module
@@ -170,8 +196,8 @@ class SynapticLayer(nn.Module):
     """One weight layer of a feedback SNN: ``op`` (conv / transposed conv / linear), optional BatchNorm,
     then :class:`VariationalDropout` (which validates ``dropout``).
 
-    ``forward(x, stats=(mean, var))`` normalises with the given statistics instead of the batch's: the
-    input layer uses the statistics of the average input at every time step of an event sample.
+    ``forward(x, stats=(mean, var, eps))`` normalises with the given statistics instead of the batch's:
+    the input layer uses the statistics of the average input at every time step of an event sample.
     """
 
     def __init__(self, op: nn.Module, batch_norm: bool = False, dropout: float = 0.0, flatten: bool = False) -> None:
@@ -188,26 +214,31 @@ class SynapticLayer(nn.Module):
     def linear(self, x: torch.Tensor) -> torch.Tensor:
         return self.op(x.flatten(1) if self.flatten else x)
 
-    def batch_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-channel mean and (biased) variance of ``op(x)`` over the batch (and space)."""
+    def batch_stats(self, x: torch.Tensor, unbiased: bool = False, eps: float | None = None) -> BatchStats:
+        """``(mean, var, eps)``: per-channel mean and variance of ``op(x)`` over the batch (and space), biased
+        (as BatchNorm normalises) or unbiased, and the eps to add to the variance (None: the BatchNorm's)."""
+        if self.bn is None:
+            raise ValueError("batch_stats: this layer has no BatchNorm")
         y = self.linear(x)
         dims = [d for d in range(y.dim()) if d != 1]
-        return y.mean(dims), y.var(dims, unbiased=False)
+        return y.mean(dims), y.var(dims, unbiased=unbiased), float(self.bn.eps if eps is None else eps)
 
-    def forward(self, x: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, stats: BatchStats | None = None) -> torch.Tensor:
         y = self.linear(x)
         if self.bn is not None:
             if stats is None:
                 y = self.bn(y)
             else:
-                y = F.batch_norm(y, stats[0], stats[1], self.bn.weight, self.bn.bias, training=False, eps=self.bn.eps)
+                mean, var, eps = stats
+                y = F.batch_norm(y, mean, var, self.bn.weight, self.bn.bias, training=False, eps=eps)
         return self.dropout(y)
 
 
 @contextlib.contextmanager
 def frozen_batchnorm_stats(module: nn.Module) -> Iterator[None]:
     """Let BatchNorm layers normalise with batch statistics but restore their running statistics after
-    (IDE simulates the input layer in training mode without counting it in the running averages)."""
+    (IDE with ``simulation_bn_update=False``: the simulation's input layer runs in training mode without
+    counting in the running averages, which the paper's code intends but, restoring nothing, does not do)."""
     saved = [(m, m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
              for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     try:
@@ -317,13 +348,18 @@ class FeedbackSNN(nn.Module):
         return torch.tensordot(w, x_seq, dims=([0], [0])) / self.rate_normaliser(T)
 
     # ------------------------------------------------------------------ simulation
-    def simulate(self, x: torch.Tensor, T: int | None = None, static: bool = False) -> list[torch.Tensor]:
+    def simulate(
+        self, x: torch.Tensor, T: int | None = None, static: bool = False, stats: BatchStats | None = None
+    ) -> list[torch.Tensor]:
         """Run the network for ``T`` steps; returns the weighted average rate of every spiking layer.
 
         ``x`` is one image ``[B, ...]`` shown at every step (``static=True``, needs ``T``) or a sequence of
-        frames ``[T, B, ...]``. In training mode (as in the paper's code) the input layer's BatchNorm uses
-        the statistics of the average input at every step and the hidden BatchNorms their running
-        statistics; the caller decides about gradients (IDE: none; BPTT twin: surrogate gradients).
+        frames ``[T, B, ...]``. A static image passes the input layer once, in the network's mode. Frames in
+        training mode are all normalised by the input layer's BatchNorm with ``stats`` (default: the batch
+        statistics of the average input ``x̄``, biased variance, the layer's eps), as the IDE code does
+        (it normalises with the statistics of ``x̄``, but with the unbiased variance and eps 1e-8: see
+        :class:`lightning_snn.methods.IDE`, ``event_bn_stats``). BatchNorm modes of the other layers are
+        the caller's business (IDE: running statistics); so are gradients (IDE: none).
         """
         if static:
             if T is None or T < 1:
@@ -333,8 +369,9 @@ class FeedbackSNN(nn.Module):
             if T is not None and T != x.shape[0]:
                 raise ValueError(f"simulate: got {x.shape[0]} frames but T={T}")
             steps = x.shape[0]
-        stats = None
-        if not static and self.training and self.input_layer.bn is not None:
+        if static or not self.training or self.input_layer.bn is None:
+            stats = None
+        elif stats is None:
             with torch.no_grad():
                 stats = self.input_layer.batch_stats(self.average_input(x))
         lam = self.leak
@@ -388,8 +425,8 @@ class FeedbackSNN(nn.Module):
         return torch.stack(outs)
 
 
-def _conv(cin: int, cout: int, k: int, stride: int = 1, bias: bool = True) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, bias=bias)
+def _conv(cin: int, cout: int, k: int, stride: int = 1, bias: bool = True, padding: int | None = None) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, k, stride, (k - 1) // 2 if padding is None else padding, bias=bias)
 
 
 @register_backbone("ide_conv")
@@ -401,11 +438,19 @@ def ide_conv(
     channels: int = 64,
     kernel_size: int = 5,
     dropout: float = 0.2,
+    padding: int | None = None,
     step_mode: str = "s",
 ) -> FeedbackSNN:
     """"64C5s (F64C5)" of IDE (MNIST, N-MNIST): one spiking conv layer (5x5, stride 2, BN) whose
-    spikes feed back through a 5x5 conv (spectrally normalised, no bias)."""
-    x = SynapticLayer(_conv(in_channels, channels, kernel_size, 2), batch_norm=True, dropout=dropout)
+    spikes feed back through a 5x5 conv (spectrally normalised, no bias).
+
+    ``padding`` of the input conv; None: ``(kernel_size - 1) // 2`` (2 for 5x5: 28x28 -> 14x14, the code's
+    MNIST setting). The code's N-MNIST script pads by 1 (34x34 -> 16x16: 269,643 parameters); the README
+    table's 291K matches padding 2 (17x17: 290,763), which that script never ran.
+    """
+    if padding is not None and padding < 0:
+        raise ValueError(f"padding must be >= 0, got {padding}")
+    x = SynapticLayer(_conv(in_channels, channels, kernel_size, 2, padding=padding), batch_norm=True, dropout=dropout)
     fb = SynapticLayer(_conv(channels, channels, kernel_size, 1, bias=False), dropout=dropout)
     spectral_normalize(fb.op)
     return FeedbackSNN(x, [], fb, num_classes, neuron, in_channels, input_size)

@@ -88,6 +88,8 @@ class PreActResNet(SpikingBackbone):
         width: channels of the first stage (doubled at every later stage).
         variant: ``"cifar"`` or ``"imagenet"`` (module docstring).
         dropout: dropout rate inside the blocks and before the classifier (CIFAR variant; official default 0).
+        head: ``"spiking"`` (DSR: ``... - pool - neuron - dropout - FC - BN1d - neuron``) or ``"linear"``
+            (SLTT's ``spiking_resnet18``: ``BN - neuron - pool - dropout - FC``, real-valued logits).
     """
 
     def __init__(
@@ -101,9 +103,12 @@ class PreActResNet(SpikingBackbone):
         width: int = 64,
         variant: Variant = "cifar",
         dropout: float = 0.0,
+        head: Literal["spiking", "linear"] = "spiking",
     ) -> None:
         super().__init__(num_classes, build_neuron_factory(neuron), step_mode)
         del input_size
+        if head not in ("spiking", "linear"):
+            raise ValueError(f"PreActResNet: head must be 'spiking' or 'linear', got {head!r}")
         if variant not in ("cifar", "imagenet"):
             raise ValueError(f"PreActResNet: variant must be 'cifar' or 'imagenet', got {variant!r}")
         if variant == "imagenet" and dropout > 0:
@@ -133,16 +138,15 @@ class PreActResNet(SpikingBackbone):
             ("bn_out", _td_bn(cin)),
             ("sn_out", self.spiking()),
             ("pool", TimeDistributed(nn.AdaptiveAvgPool2d(1))),
-            ("sn_pool", self.spiking()),
-            ("flatten", Flatten()),
         ]
+        if head == "spiking":
+            parts.append(("sn_pool", self.spiking()))
+        parts.append(("flatten", Flatten()))
         if dropout > 0:
             parts.append(("dropout", TimeDistributed(nn.Dropout(dropout))))
-        parts += [
-            ("fc", TimeDistributed(nn.Linear(cin, num_classes))),
-            ("bn_fc", TimeDistributed(nn.BatchNorm1d(num_classes))),
-            ("sn_fc", self.spiking()),
-        ]
+        parts.append(("fc", TimeDistributed(nn.Linear(cin, num_classes))))
+        if head == "spiking":
+            parts += [("bn_fc", TimeDistributed(nn.BatchNorm1d(num_classes))), ("sn_fc", self.spiking())]
         self.body = nn.Sequential(OrderedDict(parts))
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

@@ -20,3 +20,7 @@ __all__ += ["SpikingSyncBatchNorm"]
 from .guard import NonFiniteError, SpikingGuard  # noqa: E402  (non-finite values, divergence, dead layers)
 
 __all__ += ["NonFiniteError", "SpikingGuard"]
+
+from .ema import EMA, ema_state_dict  # noqa: E402  (weight averaging, timm ModelEmaV3)
+
+__all__ += ["EMA", "ema_state_dict"]

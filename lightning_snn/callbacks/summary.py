@@ -211,10 +211,12 @@ class SpikingSummary(L.Callback):
         """Synaptic operations and firing rates of one forward pass of ``pl_module`` on ``x``, leaving no trace.
 
         The module must be a :class:`~lightning_snn.methods.SpikingClassifier` (its ``forward`` encodes
-        the input and resets neuron state). Train/eval mode of every submodule, BatchNorm statistics,
+        the input and resets neuron state). Train/eval mode of every submodule, every buffer (BatchNorm
+        statistics, the power-iteration vectors of IDE's feedback norm, which advance at every forward),
         neuron states and the CPU/CUDA random number generators are as before afterwards.
         """
         modes = {m: m.training for m in pl_module.modules()}
+        buffers = [(b, b.detach().clone()) for b in pl_module.buffers()]
         x = x.to(pl_module.device)
         if x.is_floating_point():
             x = x.to(pl_module.dtype)
@@ -225,6 +227,9 @@ class SpikingSummary(L.Callback):
                 return count_synaptic_ops(lambda: pl_module(x), pl_module, x.shape[0])
         finally:
             reset_states(pl_module)
+            with torch.no_grad():
+                for buf, saved in buffers:
+                    buf.copy_(saved)
             for m, mode in modes.items():
                 m.training = mode
 

@@ -17,23 +17,34 @@ rejects an entry, raising :class:`CacheEntryInvalid` with the reason, when the f
 unreadable or truncated, written for another key / format / sample / label, of the wrong shape or
 dtype, when its CRC-32 does not match its frames (bit rot, partial overwrite), or when the source
 event file changed size or modification time since the entry was written (stale). The dataset then
-rebuilds the entry from the events; an entry is never used unverified. Entries are written to a
-temporary file and renamed into place, so a crash or a concurrent writer (several DataLoader workers,
-DDP ranks) never leaves a half-written entry under the final name.
+rebuilds the entry from the events; an entry is never used unverified.
+
+Writing. An entry is serialised in memory, then written with :func:`lightning_snn.fileio.write_atomic`
+(temporary file in the same folder, fsync, atomic rename; the temporary file removed on failure), so a
+crash, a full disk or a concurrent writer (several DataLoader workers, DDP ranks) never leaves a partial
+entry under the final name. :meth:`FrameCache.store` raises :class:`~lightning_snn.fileio.WriteError`
+naming the entry and the cause (``No space left on device (ENOSPC)``, ``Read-only file system
+(EROFS)``, ...); the dataset then stops writing and bins on the fly (see
+:class:`~lightning_snn.data.neuromorphic.EventFrameDataset`). A cache directory deleted while in use is
+created again (with one warning) and the write retried.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import json
 import os
-import uuid
+import warnings
 import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Union
 
 import torch
+
+from ..fileio import WriteError, ensure_folder, write_atomic
 
 __all__ = ["CACHE_FORMAT_VERSION", "CacheEntryInvalid", "FrameCache", "cache_key", "source_fingerprint"]
 
@@ -98,6 +109,8 @@ class FrameCache:
         self.key = cache_key({**self.params, "frame_shape": list(self.frame_shape), "dtype": str(dtype)})
         self.root = Path(root)
         self.directory = self.root / f"{name}-{self.key}"
+        self._prepared = False  # this instance made the directory: its disappearance is then worth a warning
+        self._recreated = False
 
     # ------------------------------------------------------------------ paths
     def entry_path(self, sample_id: str) -> Path:
@@ -111,24 +124,23 @@ class FrameCache:
         """Whether an entry file exists (not whether it is valid: that is checked on :meth:`load`)."""
         return self.entry_path(sample_id).is_file()
 
+    #: how to get out of a write failure, appended to every :class:`WriteError` of the cache
+    HINT = "set cache_dir to a writable folder with free space, or cache: false to bin events on every access"
+
     def prepare(self) -> None:
-        """Create the entry directory and its ``cache.json``; a clear error if that is impossible."""
+        """Create the entry directory and its ``cache.json``; :class:`WriteError` naming the path if impossible."""
+        ensure_folder(self.directory, "frame cache directory", self.HINT)
+        self._prepared = True
+        meta = self.directory / "cache.json"
+        content = {"key": self.key, "cache_format": CACHE_FORMAT_VERSION, "frame_shape": list(self.frame_shape),
+                   "dtype": str(self.dtype), "params": self.params}
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            meta = self.directory / "cache.json"
-            content = {"key": self.key, "cache_format": CACHE_FORMAT_VERSION, "frame_shape": list(self.frame_shape),
-                       "dtype": str(self.dtype), "params": self.params}
-            try:
-                if json.loads(meta.read_text()) == json.loads(json.dumps(content, default=str)):
-                    return
-            except (OSError, ValueError):
-                pass
-            self._atomic_write_text(meta, json.dumps(content, indent=2, sort_keys=True, default=str) + "\n")
-        except OSError as err:
-            raise OSError(
-                f"cannot create the frame cache directory {self.directory} ({err.strerror or err}); "
-                f"set cache_dir to a writable directory or cache: false"
-            ) from err
+            if json.loads(meta.read_text()) == json.loads(json.dumps(content, default=str)):
+                return
+        except (OSError, ValueError):
+            pass
+        text = json.dumps(content, indent=2, sort_keys=True, default=str) + "\n"
+        write_atomic([(meta, text.encode())], "frame cache description", self.HINT)
 
     # ------------------------------------------------------------------ read / write
     def load(self, sample_id: str, source: PathLike, label: int) -> torch.Tensor:
@@ -138,6 +150,8 @@ class FrameCache:
             raise CacheEntryInvalid(path, "missing")
         try:
             entry = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError as err:  # removed since is_file(), e.g. the cache deleted under the run
+            raise CacheEntryInvalid(path, "missing") from err
         except Exception as err:  # truncated zip, garbage bytes, unsafe pickle, ...
             raise CacheEntryInvalid(path, f"unreadable ({type(err).__name__}: {str(err)[:200]})") from err
         if not isinstance(entry, dict):
@@ -186,22 +200,25 @@ class FrameCache:
             "crc32": _crc32(frames),
             "frames": frames,
         }
+        buffer = io.BytesIO()
+        torch.save(entry, buffer)
         path = self.entry_path(sample_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
         try:
-            torch.save(entry, tmp)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+            self._write(path, buffer.getbuffer())
+        except WriteError as err:
+            if err.errno != errno.ENOENT:
+                raise
+            self._write(path, buffer.getbuffer())  # the directory vanished between the check and the write
         return path
 
-    @staticmethod
-    def _atomic_write_text(path: Path, text: str) -> None:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+    def _write(self, path: Path, data: memoryview) -> None:
+        if not self.directory.is_dir():
+            if self._prepared and not self._recreated:
+                warnings.warn(f"frame cache directory {self.directory} was deleted while in use; creating it again "
+                              "(delete a cache only between runs)", RuntimeWarning, stacklevel=3)
+                self._recreated = True
+            self.prepare()
+        write_atomic([(path, data)], "frame cache entry", self.HINT, make_folders=True)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.directory})"

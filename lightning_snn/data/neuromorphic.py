@@ -36,13 +36,17 @@ verified on every read and a stale or corrupt one is rebuilt from its event file
 
 Errors. A missing root, dataset folder, class folder, listed recording or label file raises
 ``FileNotFoundError`` naming the path and saying how to get the data; a truncated or unreadable event
-file, an unreadable label file and events with coordinates outside the sensor raise
-:class:`~lightning_snn.data.base.DatasetError` naming the file.
+file, an unreadable label file, events with coordinates outside the sensor and (N-MNIST) a zero-filled
+file or block or decreasing timestamps raise :class:`~lightning_snn.data.base.DatasetError` naming the
+file. What is present but not read (a folder that is not a class, stray files, a DVS128 Gesture
+recording in neither trial list) is named in a warning. A cache that cannot be written mid-run falls back
+to binning on the fly with one warning (see :class:`EventFrameDataset`).
 """
 
 from __future__ import annotations
 
 import copy
+import io
 import os
 import re
 import warnings
@@ -63,6 +67,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from ..fileio import WriteError
 from .base import DatasetError, SpikingDataModule
 from .event_cache import CacheEntryInvalid, FrameCache
 from .event_transforms import build_event_train_transform
@@ -93,6 +98,13 @@ def read_nmnist_file(path: Union[str, os.PathLike], first_saccade_only: bool = F
 
     Each event is 40 bits: x (8), y (8), polarity (1), timestamp (23); ``y == 240`` marks a timestamp
     overflow (+2^13 us), as in Orchard's reader. ``first_saccade_only`` keeps ``t < 100 ms``, as tonic.
+
+    The file is rejected (:class:`DatasetError` naming it) when its size is not a positive multiple of 5
+    bytes (truncated), when it holds a run of :data:`NMNIST_ZERO_RUN` or more all-zero events (a zero-filled
+    file or block, as a failed copy or a disk error leaves: no real recording has one, see
+    ``tests/data/test_neuromorphic.py::test_real_recordings``), or when its timestamps decrease (the sensor
+    writes them in order; a zeroed or damaged block breaks the order). Coordinates outside the 34x34
+    sensor are rejected when the events are binned (:meth:`EventBinning.check`).
     """
     path = os.fspath(path)
     size = _file_size(path, "N-MNIST")
@@ -103,12 +115,45 @@ def read_nmnist_file(path: Union[str, os.PathLike], first_saccade_only: bool = F
             f"({NMNISTDataModule.url})"
         )
     try:
-        events = tonic.io.read_mnist_file(path, dtype=EVENT_DTYPE)
+        with open(path, "rb") as f:
+            raw = f.read()
+        events = tonic.io.read_mnist_file(io.BytesIO(raw), dtype=EVENT_DTYPE, is_stream=True)
     except Exception as err:
         raise DatasetError(f"N-MNIST file {path} cannot be read ({type(err).__name__}: {err})") from err
+    _check_nmnist_events(path, np.frombuffer(raw, dtype=np.uint8).reshape(-1, 5), events)
     if first_saccade_only:
         events = events[events["t"] < 100_000]
     return events
+
+
+#: this many consecutive all-zero 5-byte events mark a zero-filled block (disk blocks are 512+ bytes)
+NMNIST_ZERO_RUN = 8
+
+
+def _check_nmnist_events(path: str, rows: np.ndarray, events: np.ndarray) -> None:
+    """Reject zero-filled files or blocks and decreasing timestamps (see :func:`read_nmnist_file`)."""
+    replace = f"Replace it from the N-MNIST archive ({NMNISTDataModule.url})"
+    zero = ~rows.any(axis=1)
+    if zero.all():
+        raise DatasetError(f"N-MNIST file {path} is all zero bytes ({rows.size} bytes): a failed copy or a disk error. {replace}")
+    if zero.sum() >= NMNIST_ZERO_RUN:
+        edges = np.diff(np.concatenate([[0], zero.astype(np.int8), [0]]))
+        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        longest = int(np.argmax(ends - starts))
+        if ends[longest] - starts[longest] >= NMNIST_ZERO_RUN:
+            raise DatasetError(
+                f"N-MNIST file {path} holds a zero-filled block: {ends[longest] - starts[longest]} all-zero events "
+                f"from byte {5 * starts[longest]} (a failed copy or a disk error). {replace}"
+            )
+    if len(events) > 1:
+        back = np.flatnonzero(np.diff(events["t"]) < 0)
+        if len(back):
+            i = int(back[0])
+            raise DatasetError(
+                f"N-MNIST file {path} is corrupt: its timestamps go back from {int(events['t'][i])} us to "
+                f"{int(events['t'][i + 1])} us at event {i + 1} of {len(events)} ({len(back)} such steps; "
+                f"a recording's timestamps never decrease). {replace}"
+            )
 
 
 def _file_size(path: str, dataset: str) -> int:
@@ -385,6 +430,11 @@ class EventFrameDataset(Dataset):
         dataset_name: used in messages.
         cache: a :class:`FrameCache`, or None to bin on every access.
         transform: applied to the float frames (training augmentation), or None.
+
+    When an entry cannot be written (full disk, read-only or vanished folder: a
+    :class:`~lightning_snn.fileio.WriteError`), the dataset warns once, naming the cache directory and the
+    cause, and stops writing: samples without an entry are then binned from their events on every access
+    (the same frames, only slower); entries already written are still read and verified.
     """
 
     def __init__(
@@ -402,6 +452,7 @@ class EventFrameDataset(Dataset):
         self.dataset_name = dataset_name
         self.cache = cache
         self.transform = transform
+        self.cache_writable = cache is not None
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -441,8 +492,25 @@ class EventFrameDataset(Dataset):
             if not err.missing:
                 warnings.warn(f"{self.dataset_name}: {err}; rebuilding it from {sample.path}", RuntimeWarning, stacklevel=2)
         frames = self.compute_frames(index)
-        self.cache.store(sample.sample_id, sample.path, sample.label, frames)
+        if self.cache_writable:
+            try:
+                self.cache.store(sample.sample_id, sample.path, sample.label, frames)
+            except WriteError as err:
+                self.stop_writing(err.cause)
         return frames
+
+    def stop_writing(self, cause: str) -> None:
+        """Stop writing cache entries after a failed write, with one warning saying why and what follows."""
+        if not self.cache_writable or self.cache is None:
+            return
+        self.cache_writable = False
+        warnings.warn(
+            f"{self.dataset_name}: cannot write to the frame cache {self.cache.directory}: {cause}. The cache stops "
+            "writing: samples without an entry are binned from their event files on every access (same frames, "
+            "slower); entries already written are still used. Free space or set cache_dir to a writable folder",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         with _single_threaded():
@@ -458,20 +526,26 @@ class EventFrameDataset(Dataset):
             return []
         return [i for i, s in enumerate(self.samples) if not self.cache.has(s.sample_id)]
 
-    def _build_group(self, indices: Sequence[int]) -> int:
-        """Read one event file once and store the entries of its samples ``indices``."""
+    def _build_group(self, indices: Sequence[int]) -> tuple[int, Optional[str]]:
+        """Read one event file once and store the entries of its samples ``indices``.
+
+        Returns how many were stored and, if a write failed, why (the build then stops).
+        """
         assert self.cache is not None
         path = self.samples[indices[0]].path
         events = self.reader(path)
         with _single_threaded():
-            for i in indices:
+            for done, i in enumerate(indices):
                 sample = self.samples[i]
-                self.cache.store(sample.sample_id, sample.path, sample.label, self._bin(events, sample))
-        return len(indices)
+                try:
+                    self.cache.store(sample.sample_id, sample.path, sample.label, self._bin(events, sample))
+                except WriteError as err:
+                    return done, err.cause
+        return len(indices), None
 
     def build_cache(self, num_workers: int = 0, desc: Optional[str] = None) -> int:
         """Bin and store every sample without a cache entry (progress bar); returns how many were built."""
-        missing = self.missing_cache_entries()
+        missing = self.missing_cache_entries() if self.cache_writable else []
         if not missing:
             return 0
         assert self.cache is not None
@@ -481,11 +555,16 @@ class EventFrameDataset(Dataset):
             groups.setdefault(self.samples[i].path, []).append(i)
         task = _CacheBuildTask(self, list(groups.values()))
         loader = DataLoader(task, batch_size=None, shuffle=False, num_workers=num_workers)
+        built = 0
         with tqdm(total=len(missing), desc=desc or f"Binning {self.dataset_name} into {self.cache.directory}",
                   unit="sample", dynamic_ncols=True) as bar:
-            for n in loader:
+            for n, failure in loader:
                 bar.update(int(n))
-        return len(missing)
+                built += int(n)
+                if failure is not None:
+                    self.stop_writing(failure)
+                    break
+        return built
 
 
 def collate_event_frames(batch: Sequence[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -510,7 +589,7 @@ class _CacheBuildTask(Dataset):
     def __len__(self) -> int:
         return len(self.groups)
 
-    def __getitem__(self, index: int) -> int:
+    def __getitem__(self, index: int) -> tuple[int, Optional[str]]:
         return self.dataset._build_group(self.groups[index])
 
 
@@ -680,8 +759,16 @@ class _EventDataModule(SpikingDataModule):
         )
 
 
-def _class_folders(data_dir: Path, split_dir: Path, classes: Sequence[str], pattern: str, dataset: str, url: str) -> list[tuple[int, list[Path]]]:
-    """``[(label, sorted files)]`` of every class folder, with errors naming a missing folder."""
+def _class_folders(
+    data_dir: Path, split_dir: Path, classes: Sequence[str], pattern: str, dataset: str, url: str,
+    not_classes: Sequence[str] = (),
+) -> list[tuple[int, list[Path]]]:
+    """``[(label, sorted files)]`` of every class folder, with errors naming a missing folder.
+
+    What would be skipped is named in one warning: a folder of ``split_dir`` that is not a class (other
+    than hidden ones and ``not_classes``, e.g. CIFAR10-DVS's ``download``), ``pattern`` files outside the
+    class folders, and files of another type inside them.
+    """
     if not split_dir.is_dir():
         raise FileNotFoundError(f"{dataset} folder {split_dir} not found under {data_dir}; get the data from {url}")
     out = []
@@ -692,11 +779,29 @@ def _class_folders(data_dir: Path, split_dir: Path, classes: Sequence[str], patt
                 f"{dataset} class folder {folder} is missing (expected one folder per class: "
                 f"{', '.join(classes)}); re-extract the dataset from {url}"
             )
-        files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(pattern))
+        entries = [p for p in folder.iterdir() if p.is_file()]
+        files = sorted(p for p in entries if p.name.endswith(pattern))
         if not files:
             raise FileNotFoundError(f"{dataset} class folder {folder} holds no {pattern} files; re-extract it from {url}")
         out.append((label, files))
+        others = sorted(p.name for p in entries if not p.name.endswith(pattern) and not p.name.startswith("."))
+        if others:
+            _warn_skipped(dataset, f"{len(others)} file(s) in {folder} that are not {pattern} recordings ({', '.join(others[:3])})")
+    known = set(classes) | set(not_classes)
+    for entry in sorted(split_dir.iterdir()):
+        if entry.name in known or entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            n = sum(1 for p in entry.rglob(f"*{pattern}"))
+            _warn_skipped(dataset, f"folder {entry} ({n} {pattern} files), which is not one of its classes "
+                                   f"({', '.join(classes)})")
+        elif entry.name.endswith(pattern):
+            _warn_skipped(dataset, f"{entry}, which lies outside the class folders")
     return out
+
+
+def _warn_skipped(dataset: str, what: str) -> None:
+    warnings.warn(f"{dataset}: ignoring {what}; only the class folders are read", UserWarning, stacklevel=3)
 
 
 class NMNISTDataModule(_EventDataModule):
@@ -907,7 +1012,8 @@ class CIFAR10DVSDataModule(_EventDataModule):
 
     def list_samples(self, train: bool) -> list[EventSample]:
         samples = []
-        for label, files in _class_folders(self.data_dir, self.data_dir, self.classes, ".aedat", self.dataset_name, self.url):
+        for label, files in _class_folders(self.data_dir, self.data_dir, self.classes, ".aedat", self.dataset_name,
+                                           self.url, not_classes=("download",)):
             part = self.split_files(files)[0 if train else 1]
             samples += [EventSample(str(f), label, f.relative_to(self.data_dir).as_posix()) for f in part]
         return samples
@@ -1064,7 +1170,19 @@ class DVSGestureDataModule(_EventDataModule):
             raise DatasetError(f"DVS128 Gesture label file {csv} has classes outside 1..{self.n_classes}")
         return rows
 
+    def _warn_unlisted(self) -> None:
+        """Name the recordings that neither trial list mentions (they would be skipped without a word)."""
+        listed: set[str] = set()
+        for listing in ("trials_to_train.txt", "trials_to_test.txt"):
+            if (self.data_dir / listing).is_file():
+                listed |= {line.strip() for line in (self.data_dir / listing).read_text().splitlines()}
+        unlisted = sorted(p.name for p in self.data_dir.glob("*.aedat") if p.name not in listed)
+        if unlisted:
+            _warn_skipped(self.dataset_name, f"{len(unlisted)} recording(s) in {self.data_dir} listed in neither "
+                                             f"trials_to_train.txt nor trials_to_test.txt ({', '.join(unlisted[:3])})")
+
     def list_samples(self, train: bool) -> list[EventSample]:
+        self._warn_unlisted()
         samples = []
         for name in self._trials(train):
             stem = name[: -len(".aedat")] if name.endswith(".aedat") else name

@@ -10,7 +10,9 @@ Where each piece comes from:
   reference scripts (pkuxmq/IDE-FSNN, ``cifar_*.py``) use the same pipeline.
 * **Cutout** (DeVries & Taylor, "Improved regularization of convolutional neural networks with
   cutout", arXiv:1708.04552): one square hole of side 16 (CIFAR-10) / 8 (CIFAR-100), applied after
-  normalisation as in the authors' code; opt-in (``cutout: true``) for recipes that use it.
+  normalisation as in the authors' code (the hole takes the mean colour), or before it
+  (``cutout_order: before_normalize``, the hole is black: the order of the Rate-BP repository's
+  ``util/data.py``); opt-in (``cutout: true``) for recipes that use it.
 * **AutoAugment** (Cubuk et al., "AutoAugment: learning augmentation policies from data",
   CVPR 2019), torchvision's CIFAR10 policy, applied to the PIL image after crop and flip; opt-in
   (``autoaugment: true``).
@@ -31,6 +33,7 @@ __all__ = [
     "CIFAR10_STD",
     "CIFAR100_MEAN",
     "CIFAR100_STD",
+    "CUTOUT_ORDERS",
     "FASHION_MNIST_MEAN",
     "FASHION_MNIST_STD",
     "IMAGENET_MEAN",
@@ -40,6 +43,7 @@ __all__ = [
     "Cutout",
     "build_test_transform",
     "build_train_transform",
+    "timm_train_transform",
     "imagenet_train_transform",
     "imagenet_val_transform",
 ]
@@ -54,6 +58,11 @@ CIFAR100_MEAN: tuple[float, ...] = (0.5071, 0.4865, 0.4409)
 CIFAR100_STD: tuple[float, ...] = (0.2673, 0.2564, 0.2762)
 IMAGENET_MEAN: tuple[float, ...] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, ...] = (0.229, 0.224, 0.225)
+
+#: Where Cutout sits in a training pipeline: after ``Normalize`` (DeVries & Taylor's code; the hole is 0 in
+#: normalised units, i.e. the dataset's mean colour) or between ``ToTensor`` and ``Normalize`` (the Rate-BP
+#: repository; the hole is 0 in pixel space, black, i.e. ``-mean/std`` after normalisation).
+CUTOUT_ORDERS = ("after_normalize", "before_normalize")
 
 
 class Cutout:
@@ -107,31 +116,66 @@ def build_train_transform(
     crop_size: Optional[int] = None,
     padding: int = 4,
     flip: bool = True,
-    autoaugment: bool = False,
+    autoaugment: bool | str = False,
     cutout_length: int = 0,
     cutout_holes: int = 1,
+    cutout_order: str = "after_normalize",
 ) -> T.Compose:
     """Training pipeline for small images (PIL in, normalised float tensor out).
 
     Order: ``RandomCrop(crop_size, padding)`` (if ``crop_size``) -> ``RandomHorizontalFlip``
-    (if ``flip``) -> ``AutoAugment(CIFAR10)`` (if ``autoaugment``) -> ``ToTensor`` -> ``Normalize``
-    -> ``Cutout`` (if ``cutout_length > 0``).
+    (if ``flip``) -> AutoAugment's CIFAR-10 policy (if ``autoaugment``: ``true`` / ``"torchvision"`` for
+    torchvision's ``AutoAugment``, ``"cifar10_policy"`` for the PIL implementation
+    :class:`~lightning_snn.data.autoaugment.CIFAR10Policy`) -> ``ToTensor`` -> ``Normalize``
+    -> ``Cutout`` (if ``cutout_length > 0``); with ``cutout_order="before_normalize"`` Cutout comes
+    between ``ToTensor`` and ``Normalize`` (:data:`CUTOUT_ORDERS`).
 
     * MNIST (STBP repo): ``build_train_transform(MNIST_MEAN, MNIST_STD)`` -- flip + normalise.
     * CIFAR (STBP repo): ``build_train_transform(CIFAR10_MEAN, CIFAR10_STD, crop_size=32)`` --
       random crop with padding 4 + flip + normalise, optionally AutoAugment and Cutout.
     """
+    if cutout_order not in CUTOUT_ORDERS:
+        raise ValueError(f"cutout_order must be one of {CUTOUT_ORDERS}, got {cutout_order!r}")
     ops: list = []
     if crop_size is not None:
         ops.append(T.RandomCrop(crop_size, padding=padding))
     if flip:
         ops.append(T.RandomHorizontalFlip())
-    if autoaugment:
+    if autoaugment == "cifar10_policy":
+        from .autoaugment import CIFAR10Policy
+
+        ops.append(CIFAR10Policy())
+    elif autoaugment in (True, "torchvision"):
         ops.append(T.AutoAugment(T.AutoAugmentPolicy.CIFAR10))
+    elif autoaugment not in (False, None):
+        raise ValueError(f"autoaugment: expected true/false, 'torchvision' or 'cifar10_policy', got {autoaugment!r}")
     ops += [T.ToTensor(), T.Normalize(tuple(mean), tuple(std))]
     if cutout_length > 0 and cutout_holes > 0:
-        ops.append(Cutout(n_holes=cutout_holes, length=cutout_length))
+        at = len(ops) if cutout_order == "after_normalize" else len(ops) - 1
+        ops.insert(at, Cutout(n_holes=cutout_holes, length=cutout_length))
     return T.Compose(ops)
+
+
+def timm_train_transform(norm_mean: Sequence[float], norm_std: Sequence[float], image_size: int, **kwargs: object) -> T.Compose:
+    """timm's training pipeline, ``timm.data.create_transform(is_training=True, ...)``, as the recipes that
+    train with timm's ``train.py`` build it (RevSFormer: ``scale: [1, 1], ratio: [1, 1], hflip: 0.5,
+    auto_augment: rand-m9-n1-mstd0.4-inc1, interpolation: bicubic, re_prob: 0.25, re_mode: const``).
+
+    Order (timm): ``RandomResizedCropAndInterpolation`` -> ``RandomHorizontalFlip`` -> ``RandAugment`` /
+    ``AutoAugment`` (``auto_augment``) -> ``ToTensor`` -> ``Normalize`` -> ``RandomErasing`` (``re_prob``).
+    ``norm_mean``/``norm_std`` (``mean``/``std``) and ``input_size`` come from the DataModule; ``kwargs`` are
+    ``create_transform``'s other arguments.
+    """
+    from timm.data import create_transform
+
+    for key in ("is_training", "mean", "std", "input_size"):
+        if key in kwargs:
+            raise ValueError(f"timm_transform: {key!r} is set by the DataModule; remove it from timm_transform")
+    try:
+        transform = create_transform(input_size=image_size, is_training=True, mean=tuple(norm_mean), std=tuple(norm_std), **kwargs)
+    except TypeError as err:
+        raise ValueError(f"timm_transform: invalid arguments {dict(kwargs)}: {err}") from None
+    return transform if isinstance(transform, T.Compose) else T.Compose([transform])
 
 
 def build_test_transform(mean: Sequence[float], std: Sequence[float]) -> T.Compose:

@@ -9,23 +9,28 @@ files in ``setup`` with errors that name the path at fault:
   file, naming the file (and the shape or size found);
 * ``ValueError`` for an ImageFolder whose class count differs from ``num_classes``.
 
-torchvision's own CIFAR classes check md5 sums, which re-packed or generated files (as in the
-tests) cannot pass, and its MNIST reader fails on a truncated idx file with an anonymous shape error;
-the ``Checked*`` datasets below replace those checks by presence + loadability checks.
+torchvision's MNIST reader fails on a truncated idx file with an anonymous shape error, and its CIFAR
+classes check md5 sums only when downloading; the ``Checked*`` datasets below check presence,
+loadability and shapes with errors naming the file, and (CIFAR, ``verify_md5``) the official md5 sums of
+the files that claim to be the official release (see :class:`_CheckedCIFARMixin`). ImageNet images that
+cannot be decoded (truncated JPEG) raise an error naming the file when they are read.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import pickle
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, ClassVar, Literal, Optional, Union
 
 import numpy as np
 from torch.utils.data import Dataset
 from torchvision import datasets as tvd
-from torchvision.datasets.folder import find_classes
+from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader, find_classes, has_file_allowed_extension
 from torchvision.datasets.vision import VisionDataset
 
 from . import transforms as tr
@@ -48,15 +53,28 @@ CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
 
 # ====================================================================== CIFAR datasets
 class _CheckedCIFARMixin:
-    """Replaces torchvision's md5 check of CIFAR by presence + loadability checks.
+    """torchvision's CIFAR reading the python version, with presence, loadability, shape and md5 checks.
 
-    Files are unpickled once (while loading); a truncated pickle raises :class:`DatasetError`
-    naming the file, arrays of the wrong size raise it naming the file and the shape.
+    Files are read and unpickled once; a missing file raises ``FileNotFoundError``, a truncated pickle,
+    arrays of the wrong size or labels out of range raise :class:`DatasetError` naming the file.
+
+    md5 (``verify_md5=True``, the default). The official sums are torchvision's (``train_list``,
+    ``test_list``, ``meta``). A data file that holds the official number of images
+    (:attr:`official_images`) is the official file or a damaged copy of it, so its md5 must match; when
+    every data file read does, the meta file is checked as well. Bit rot flips bytes in place, keeping the
+    pickle readable and the image count, so it is always caught. A file holding another number of images
+    (a subset, a re-packed or generated set such as the tests' fakes) is not the official file: no official
+    sum applies to it, and it gets the structural checks only. ``verify_md5=False`` skips the sums (about a
+    second for CIFAR-10's 180 MB).
     """
 
     dataset_name = "CIFAR-10"
     label_key = "labels"
     n_classes = 10
+    #: images in each data file of the official release
+    official_images: ClassVar[dict[str, int]] = {
+        **{f"data_batch_{i}": 10_000 for i in range(1, 6)}, "test_batch": 10_000,
+    }
     # provided by the torchvision class mixed in
     base_folder: str
     train_list: list[list[str]]
@@ -71,31 +89,37 @@ class _CheckedCIFARMixin:
         transform: Optional[Callable] = None,
         target_transform: Optional[Callable] = None,
         download: bool = False,
+        verify_md5: bool = True,
     ) -> None:
         VisionDataset.__init__(self, root, transform=transform, target_transform=target_transform)  # type: ignore[arg-type]
         self.train = train
+        self.verify_md5 = bool(verify_md5)
         if download:
             self.download()  # type: ignore[attr-defined]  # torchvision's; uses _check_integrity below
-        files = [name for name, _ in (self.train_list if train else self.test_list)]
-        self._require_files(files + [self.meta["filename"]])
+        files = self.train_list if train else self.test_list
+        self._require_files([name for name, _ in files] + [self.meta["filename"]])
 
-        data, targets = [], []
-        for name in files:
+        data, targets, official = [], [], True
+        for name, md5 in files:
             path = os.path.join(self.folder, name)
-            entry = self._unpickle(path)
-            x, y = self._check_batch(path, entry)
+            raw = self._read(path)
+            x, y = self._check_batch(path, self._unpickle(path, raw))
+            if len(x) == self.official_images[name]:
+                self._check_md5(path, raw, md5)
+            else:
+                official = False
             data.append(x)
             targets.extend(y)
         self.data: Any = np.concatenate(data).reshape(-1, 3, 32, 32).transpose((0, 2, 3, 1))  # HWC
         self.targets: list[int] = targets
-        self._load_meta()
+        self._load_meta(verify=official)
 
     @property
     def folder(self) -> str:
         return os.path.join(self.root, self.base_folder)
 
     def _check_integrity(self) -> bool:
-        """Presence of every file (used by ``download()``; no md5, so re-packed files pass)."""
+        """Presence of every file (used by ``download()``; the md5 sums are checked when the files are read)."""
         names = [n for n, _ in self.train_list + self.test_list] + [self.meta["filename"]]
         return all(os.path.isfile(os.path.join(self.folder, n)) for n in names)
 
@@ -113,10 +137,29 @@ class _CheckedCIFARMixin:
             f"{self.dataset_name} there ({CIFAR_URL}) or pass download: true"
         )
 
-    def _unpickle(self, path: str) -> dict[str, Any]:
+    def _read(self, path: str) -> bytes:
         try:
             with open(path, "rb") as f:
-                entry = pickle.load(f, encoding="latin1")
+                return f.read()
+        except OSError as err:
+            raise DatasetError(f"{self.dataset_name} file {path} cannot be read ({err.strerror or err})") from err
+
+    def _check_md5(self, path: str, raw: bytes, expected: str) -> None:
+        if not self.verify_md5:
+            return
+        found = hashlib.md5(raw, usedforsecurity=False).hexdigest()
+        if found != expected:
+            raise DatasetError(
+                f"{self.dataset_name} file {path} is damaged: its md5 is {found}, the official file's is {expected} "
+                f"(it has the official layout, so bytes changed: bit rot or a bad copy). Delete it and pass "
+                f"download: true, or replace it from {CIFAR_URL}; verify_md5: false skips this check"
+            )
+
+    def _unpickle(self, path: str, raw: Optional[bytes] = None) -> dict[str, Any]:
+        try:
+            entry = pickle.load(io.BytesIO(self._read(path) if raw is None else raw), encoding="latin1")
+        except DatasetError:
+            raise
         except Exception as err:  # EOFError, UnpicklingError, ValueError, ... from a bad file
             raise DatasetError(
                 f"{self.dataset_name} file {path} is truncated or corrupt ({type(err).__name__}: {err}). "
@@ -149,9 +192,12 @@ class _CheckedCIFARMixin:
             )
         return x, y
 
-    def _load_meta(self) -> None:
+    def _load_meta(self, verify: bool = False) -> None:
         path = os.path.join(self.folder, self.meta["filename"])
-        meta = self._unpickle(path)
+        raw = self._read(path)
+        if verify:
+            self._check_md5(path, raw, self.meta["md5"])
+        meta = self._unpickle(path, raw)
         key = self.meta["key"]
         if key not in meta:
             raise DatasetError(f"{self.dataset_name} meta file {path} has no '{key}' entry")
@@ -160,15 +206,16 @@ class _CheckedCIFARMixin:
 
 
 class CheckedCIFAR10(_CheckedCIFARMixin, tvd.CIFAR10):
-    """torchvision CIFAR-10 reading ``root/cifar-10-batches-py`` with presence/loadability checks."""
+    """torchvision CIFAR-10 reading ``root/cifar-10-batches-py`` with the checks of :class:`_CheckedCIFARMixin`."""
 
 
 class CheckedCIFAR100(_CheckedCIFARMixin, tvd.CIFAR100):
-    """torchvision CIFAR-100 reading ``root/cifar-100-python`` (fine labels) with checks."""
+    """torchvision CIFAR-100 reading ``root/cifar-100-python`` (fine labels) with the same checks."""
 
     dataset_name = "CIFAR-100"
     label_key = "fine_labels"
     n_classes = 100
+    official_images: ClassVar[dict[str, int]] = {"train": 50_000, "test": 10_000}
 
 
 # ====================================================================== MNIST datasets
@@ -312,6 +359,8 @@ class _TorchvisionDataModule(SpikingDataModule):
         self.download = bool(download)
         self.train_transform: Callable
         self.test_transform: Callable
+        #: extra keyword arguments of ``dataset_cls`` (CIFAR: ``verify_md5``)
+        self.dataset_kwargs: dict[str, Any] = {}
 
     def _check_root(self) -> None:
         if not os.path.isdir(self.root) and not self.download:
@@ -324,15 +373,17 @@ class _TorchvisionDataModule(SpikingDataModule):
         """Download both splits when ``download`` is true (called on one process only)."""
         if self.download:
             for train in (True, False):
-                self.dataset_cls(self.root, train=train, download=True)
+                self.dataset_cls(self.root, train=train, download=True, **self.dataset_kwargs)
 
     def build_train_dataset(self) -> Dataset:
         self._check_root()
-        return self.dataset_cls(self.root, train=True, transform=self.train_transform, download=self.download)
+        return self.dataset_cls(self.root, train=True, transform=self.train_transform, download=self.download,
+                                **self.dataset_kwargs)
 
     def build_test_dataset(self) -> Dataset:
         self._check_root()
-        return self.dataset_cls(self.root, train=False, transform=self.test_transform, download=self.download)
+        return self.dataset_cls(self.root, train=False, transform=self.test_transform, download=self.download,
+                                **self.dataset_kwargs)
 
 
 class MNISTDataModule(_TorchvisionDataModule):
@@ -405,12 +456,23 @@ class CIFAR10DataModule(_TorchvisionDataModule):
         val_split: fraction of train held out for validation; 0.0 validates on the test split.
         seed: seed of the hold-out split.
         augment: random crop (padding 4) + horizontal flip on the training split.
-        cutout: apply Cutout after normalisation.
+        cutout: apply Cutout (one hole).
         cutout_length: side of the Cutout square.
-        autoaugment: apply AutoAugment (CIFAR10 policy) after crop and flip.
+        cutout_order: ``"after_normalize"`` (DeVries & Taylor's code: the hole is the mean colour) or
+            ``"before_normalize"`` (between ``ToTensor`` and ``Normalize``, the hole is black, i.e.
+            ``-mean/std`` after normalisation: the Rate-BP repository's order).
+        autoaugment: AutoAugment's CIFAR-10 policy after crop and flip: ``true`` or ``"torchvision"``
+            (torchvision's ``AutoAugment``, fill 0), ``"cifar10_policy"`` (the PIL implementation many SNN
+            repositories copy, fill 128: :class:`lightning_snn.data.autoaugment.CIFAR10Policy`).
+        timm_transform: build the training pipeline with ``timm.data.create_transform`` from these
+            arguments instead (e.g. RandAugment and random erasing:
+            ``{auto_augment: rand-m9-n1-mstd0.4-inc1, re_prob: 0.25, scale: [1, 1], ratio: [1, 1]}``);
+            ``augment``, ``autoaugment`` and ``cutout`` must then be off.
         mean: per-channel mean overriding the default statistics (e.g. to reproduce a paper's code).
         std: per-channel standard deviation overriding the default statistics.
         pin_memory: pin host memory; ``None`` pins when CUDA is available.
+        verify_md5: check the official md5 sum of every file that holds the official number of images
+            (see :class:`CheckedCIFAR10`); false skips it.
     """
 
     dataset_cls = CheckedCIFAR10
@@ -429,31 +491,45 @@ class CIFAR10DataModule(_TorchvisionDataModule):
         augment: bool = True,
         cutout: bool = False,
         cutout_length: int = 16,
-        autoaugment: bool = False,
+        autoaugment: Union[bool, Literal["torchvision", "cifar10_policy"]] = False,
+        timm_transform: Optional[dict[str, Any]] = None,
         mean: Optional[tuple[float, float, float]] = None,
         std: Optional[tuple[float, float, float]] = None,
         pin_memory: Optional[bool] = None,
+        verify_md5: bool = True,
+        cutout_order: Literal["after_normalize", "before_normalize"] = "after_normalize",
     ) -> None:
         super().__init__(root, batch_size, num_workers, download, val_split, seed, pin_memory)
+        self.verify_md5 = bool(verify_md5)
+        self.dataset_kwargs = {"verify_md5": self.verify_md5}
         self.augment = bool(augment)
         self.cutout = bool(cutout)
         self.cutout_length = int(cutout_length)
-        self.autoaugment = bool(autoaugment)
+        if cutout_order not in tr.CUTOUT_ORDERS:
+            raise ValueError(f"cutout_order must be one of {tr.CUTOUT_ORDERS}, got {cutout_order!r}")
+        self.cutout_order = cutout_order
+        self.autoaugment = autoaugment
         self.mean = tuple(mean) if mean is not None else self.default_mean
         self.std = tuple(std) if std is not None else self.default_std
         if len(self.mean) != 3 or len(self.std) != 3:
             raise ValueError(f"mean and std need 3 values (RGB), got {self.mean} and {self.std}")
         self.num_classes = self.n_classes
         self.input_shape = (3, 32, 32)
-        self.train_transform = tr.build_train_transform(
-            self.mean,
-            self.std,
-            crop_size=32 if self.augment else None,
-            padding=4,
-            flip=self.augment,
-            autoaugment=self.autoaugment,
-            cutout_length=self.cutout_length if self.cutout else 0,
-        )
+        if timm_transform is not None:
+            if self.augment or self.autoaugment or self.cutout:
+                raise ValueError("timm_transform builds the whole training pipeline: set augment, autoaugment and cutout to false")
+            self.train_transform = tr.timm_train_transform(self.mean, self.std, 32, **dict(timm_transform))
+        else:
+            self.train_transform = tr.build_train_transform(
+                self.mean,
+                self.std,
+                crop_size=32 if self.augment else None,
+                padding=4,
+                flip=self.augment,
+                autoaugment=self.autoaugment,
+                cutout_length=self.cutout_length if self.cutout else 0,
+                cutout_order=self.cutout_order,
+            )
         self.test_transform = tr.build_test_transform(self.mean, self.std)
         self.save_hyperparameters()
 
@@ -481,10 +557,13 @@ class CIFAR100DataModule(CIFAR10DataModule):
         augment: bool = True,
         cutout: bool = False,
         cutout_length: int = 8,
-        autoaugment: bool = False,
+        autoaugment: Union[bool, Literal["torchvision", "cifar10_policy"]] = False,
+        timm_transform: Optional[dict[str, Any]] = None,
         mean: Optional[tuple[float, float, float]] = None,
         std: Optional[tuple[float, float, float]] = None,
         pin_memory: Optional[bool] = None,
+        verify_md5: bool = True,
+        cutout_order: Literal["after_normalize", "before_normalize"] = "after_normalize",
     ) -> None:
         super().__init__(
             root=root,
@@ -497,10 +576,41 @@ class CIFAR100DataModule(CIFAR10DataModule):
             cutout=cutout,
             cutout_length=cutout_length,
             autoaugment=autoaugment,
+            timm_transform=timm_transform,
             mean=mean,
             std=std,
             pin_memory=pin_memory,
+            verify_md5=verify_md5,
+            cutout_order=cutout_order,
         )
+
+
+def load_image(path: str) -> Any:
+    """torchvision's ``default_loader`` (decoded RGB image), raising :class:`DatasetError` naming ``path``.
+
+    A truncated or corrupt JPEG otherwise stops a run mid-epoch with PIL's message, which does not say
+    which of the million files is at fault.
+    """
+    try:
+        return default_loader(path)
+    except Exception as err:  # OSError("image file is truncated ..."), UnidentifiedImageError, ...
+        raise DatasetError(
+            f"image {path} cannot be decoded ({type(err).__name__}: {err}); the file is truncated or corrupt: "
+            f"replace it from the original archive (or move it out of the class folder)"
+        ) from err
+
+
+class _ImageFiles:
+    """``is_valid_file`` for ``ImageFolder`` that remembers the files it rejects (to name them)."""
+
+    def __init__(self) -> None:
+        self.rejected: list[str] = []
+
+    def __call__(self, path: str) -> bool:
+        ok = has_file_allowed_extension(path, IMG_EXTENSIONS)
+        if not ok and not os.path.basename(path).startswith("."):
+            self.rejected.append(path)
+        return ok
 
 
 class ImageNetDataModule(SpikingDataModule):
@@ -580,14 +690,26 @@ class ImageNetDataModule(SpikingDataModule):
         except FileNotFoundError as err:
             raise FileNotFoundError(f"ImageNet split folder {path} has no class sub-folders") from err
         if len(classes) != self.num_classes:
+            other = os.path.join(self.root, "val" if split == "train" else "train")
+            named = ""
+            if os.path.isdir(other):
+                extra = sorted(set(classes) - set(find_classes(other)[0]))
+                named = f" ({len(extra)} not in {other}: {', '.join(extra[:5])})" if extra else ""
             raise ValueError(
-                f"ImageNet split folder {path} has {len(classes)} class folders but num_classes is "
+                f"ImageNet split folder {path} has {len(classes)} class folders{named} but num_classes is "
                 f"{self.num_classes}; set num_classes: {len(classes)} or fix the folder"
             )
+        files = _ImageFiles()
         try:
-            return tvd.ImageFolder(path, transform=transform)
+            folder = tvd.ImageFolder(path, transform=transform, loader=load_image, is_valid_file=files)
         except FileNotFoundError as err:
             raise FileNotFoundError(f"ImageNet split folder {path}: {err}") from err
+        loose = sorted(e.name for e in os.scandir(path) if e.is_file() and not e.name.startswith("."))
+        for what, names in (("file(s) outside the class folders", loose), ("non-image file(s) in class folders", files.rejected)):
+            if names:
+                warnings.warn(f"ImageNet: ignoring {len(names)} {what} of {path} (e.g. {', '.join(names[:3])}); "
+                              "only images in class folders are read", UserWarning, stacklevel=3)
+        return folder
 
     def build_train_dataset(self) -> Dataset:
         train = self._folder("train", self.train_transform)

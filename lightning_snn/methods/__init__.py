@@ -15,3 +15,11 @@ __all__ += ["DSR"]
 from .ide import IDE  # noqa: E402  (IDE)
 
 __all__ += ["IDE"]
+
+from .sltt import SLTT  # noqa: E402  (SLTT, SLTT-K)
+
+__all__ += ["SLTT"]
+
+from .ottt import OTTT  # noqa: E402  (OTTT, variants A and O)
+
+__all__ += ["OTTT"]

@@ -53,11 +53,25 @@ multiply-adds), which only moves ``ψ`` by a few ulps.
 BN statistics per step mode. Multi-step: the BN layer is called once on ``[T·B, ...]`` and its mean and
 variance are used as they are (this is the repository's ``m`` mode; at T = 1 the rate graph is BPTT's
 graph). Single-step: BN normalises every step with that step's batch statistics, so T (mean, variance)
-pairs are seen; the rate pass uses the time-averaged mean and the harmonic mean of ``σ²_t + eps`` (eps
-counted once). That is what the repository's HEAD intends with its running averages of the mean and of
-``1/(σ²_t + eps)``; HEAD itself ends up using the last step only and adds eps twice (methods/rev_rate.md B2),
-and its first commit replays BN on all T stored inputs, which keeps O(T) tensors. Both single-step
-choices coincide with BPTT at T = 1.
+pairs are seen, and which pair the rate pass uses is a choice (:data:`BN_STATS`, ``bn_stats``):
+
+* ``"time_average"``: the time-averaged mean and the harmonic mean of ``σ²_t + eps`` (eps counted once).
+  That is what the repository's HEAD (``model/model_setting.py: bn_forward_hook``) intends with its
+  running averages of the mean and of ``1/(σ²_t + eps)``. At T = 1 it is BPTT's BN.
+* ``"official_last_step"``: what that code computes. Its running averages are weighted by the BN
+  module's ``curr_time_step``, which is never advanced (only the model's and the neurons' counters are),
+  so every step overwrites the previous one; and the variance branch tests ``in_spikes_var``, which is
+  always None in single-step mode, so the stored value is ``σ²_T + eps`` and ``calcu_rate`` adds eps a
+  second time. The rate pass therefore uses the last step's mean and ``1/sqrt(σ²_T + 2·eps)``. This is a
+  bug, kept as an option because the published single-step results were produced by it.
+
+The repository's first commit (``5caed150``) instead replays BN on all T stored inputs, which keeps O(T)
+tensors; it is not offered. In multi-step mode both choices are the same thing (one call, eps once).
+
+Input of the rate pass (:data:`RATE_INPUTS`, ``rate_input``): ``"mean_frame"`` feeds ``x̄ = 1/T Σ_t x_t``;
+``"last_frame"`` feeds ``x_T``, which is what the repository's single-step mode does (its model forward
+hook starts the rate pass at the last step with that step's input, ``args[0]``). The two are identical
+for static images (the same image at every step) and differ for event frames.
 
 Known approximations (as in the paper's code): dropout layers would draw a new mask in the rate pass;
 non-linear pooling (max) routes gradients through the max of the rates; learnable thresholds receive no
@@ -76,7 +90,14 @@ from torch import nn
 
 from ..neurons import BaseNode, BatchNormThroughTime, Sigmoid, reset_states
 
-__all__ = ["RATE_BP_LIF", "RateGraph", "rate_bp_forward"]
+__all__ = ["BN_STATS", "RATE_BP_LIF", "RATE_INPUTS", "RateGraph", "rate_bp_forward"]
+
+#: Which spike-pass BN statistics the rate pass uses when a BN layer was called once per step (module
+#: docstring, "BN statistics per step mode"): the library's time average, or the repository's last step
+#: with eps added twice (a bug of the repository, reproduced because its published numbers came from it).
+BN_STATS = ("time_average", "official_last_step")
+#: What the rate pass is fed: the mean input frame, or the last one (the repository's single-step mode).
+RATE_INPUTS = ("mean_frame", "last_frame")
 
 #: The LIF neuron of the Rate-BP repository (``model/layer.py: LIFLayer``): H = 0.2·V + I, θ = 1, reset by
 #: subtraction with the reset detached, SpikingJelly's sigmoid surrogate with α = 4.
@@ -140,16 +161,20 @@ class _NeuronRecord:
 class _NormRecord:
     """Spike-pass batch statistics of one BN layer (one entry per call: 1 in multi-step, T in single-step).
 
-    Stored as the per-channel mean and ``invstd = 1/sqrt(σ² + eps)`` (σ² biased, as BN normalises).
+    Stored as the per-channel mean and ``invstd = 1/sqrt(σ² + eps)`` (σ² biased, as BN normalises), plus
+    the last call's mean and variance for the repository's single-step statistics (:data:`BN_STATS`).
     """
 
-    __slots__ = ("calls", "mean_sum", "invstd", "inv_var_sum")
+    __slots__ = ("calls", "mean_sum", "invstd", "inv_var_sum", "last_mean", "last_var", "eps")
 
     def __init__(self) -> None:
         self.calls = 0
         self.mean_sum: torch.Tensor | None = None
         self.invstd: torch.Tensor | None = None
         self.inv_var_sum: torch.Tensor | None = None
+        self.last_mean: torch.Tensor | None = None
+        self.last_var: torch.Tensor | None = None
+        self.eps = 0.0
 
     def add(self, mean: torch.Tensor, var: torch.Tensor, eps: float) -> None:
         dtype = torch.promote_types(mean.dtype, torch.float32)
@@ -161,11 +186,18 @@ class _NormRecord:
         else:
             self.mean_sum = self.mean_sum + mean
             self.inv_var_sum = self.inv_var_sum + inv_var
+        self.last_mean, self.last_var, self.eps = mean, var, eps
         self.calls += 1
 
-    def stats(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mean, invstd) for the rate pass: the statistics themselves after one call, else the time
-        average of the means and the harmonic mean of σ²_t + eps (``invstd = sqrt(mean_t 1/(σ²_t + eps))``)."""
+    def stats(self, mode: str = "time_average") -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, invstd) for the rate pass.
+
+        ``"time_average"``: the statistics themselves after one call, else the time average of the means
+        and the harmonic mean of σ²_t + eps (``invstd = sqrt(mean_t 1/(σ²_t + eps))``).
+        ``"official_last_step"``: the last call's mean and ``1/sqrt(σ²_T + 2·eps)`` (see :data:`BN_STATS`).
+        """
+        if mode == "official_last_step":
+            return self.last_mean, torch.rsqrt(self.last_var + 2.0 * self.eps)
         if self.calls == 1:
             return self.mean_sum, self.invstd
         return self.mean_sum / self.calls, torch.sqrt(self.inv_var_sum / self.calls)
@@ -246,8 +278,11 @@ class RateGraph:
     ``RateGraph`` is meant for one training step (build a new one per batch).
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, bn_stats: str = "time_average") -> None:
+        if bn_stats not in BN_STATS:
+            raise ValueError(f"bn_stats must be one of {BN_STATS}, got {bn_stats!r}")
         self.model = model
+        self.bn_stats = bn_stats
         self.neurons = [m for m in model.modules() if isinstance(m, BaseNode)]
         self.norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         others = [type(m).__name__ for m in model.modules() if getattr(m, "is_stateful", False) and not isinstance(m, BaseNode)]
@@ -400,7 +435,7 @@ class RateGraph:
             return original(x)  # running statistics (eval-mode BN): an affine map, exact on rates
         fold = _folds_time(bn)
         z = x.flatten(0, 1) if fold else x
-        mean, invstd = rec.stats()
+        mean, invstd = rec.stats(self.bn_stats)
         scale = bn.output_scale() if hasattr(bn, "output_scale") else 1.0  # tdBN's α·V_th
         weight = bn.weight
         if scale != 1.0:
@@ -414,24 +449,36 @@ class RateGraph:
         self._norm_rec = {}
 
 
-def rate_bp_forward(model: nn.Module, x_seq: torch.Tensor, grad_scale: float = 1.0) -> torch.Tensor:
+def rate_bp_forward(
+    model: nn.Module,
+    x_seq: torch.Tensor,
+    grad_scale: float = 1.0,
+    bn_stats: str = "time_average",
+    rate_input: str = "mean_frame",
+) -> torch.Tensor:
     """One Rate-BP training forward of ``model`` on ``x_seq`` ``[T, B, ...]``.
 
     Returns ``[1, B, K]``: its value is the spiking network's time-averaged output ``1/T Σ_t out_t`` (so a
     loss on ``outputs.mean(0)`` has the BPTT forward value), its autograd graph is the rate graph, and the
     gradient flowing into it is multiplied by ``grad_scale`` (the paper's code uses 1/T: it scales the loss
     gradient by 1/T, which for a loss of the outputs is the same as scaling the output gradient). Neuron
-    states are reset before and after the spike pass.
+    states are reset before and after the spike pass. ``bn_stats`` (:data:`BN_STATS`) and ``rate_input``
+    (:data:`RATE_INPUTS`) choose the BN statistics of per-step BN calls and the rate-pass input (module
+    docstring).
     """
     if x_seq.dim() < 3:
         raise ValueError(f"Rate-BP expects a time-major input [T, B, ...], got shape {tuple(x_seq.shape)}")
-    graph = RateGraph(model)
+    if rate_input not in RATE_INPUTS:
+        raise ValueError(f"rate_input must be one of {RATE_INPUTS}, got {rate_input!r}")
+    graph = RateGraph(model, bn_stats=bn_stats)
     reset_states(model)
     spike_out = graph.spike_pass(x_seq)
     reset_states(model)
     x_seq = x_seq.detach()
     if x_seq.shape[0] == 1 or x_seq.stride(0) == 0:  # T = 1, or direct encoding (the image repeated): exact
         x_rate = x_seq[:1]
+    elif rate_input == "last_frame":
+        x_rate = x_seq[-1:]
     else:
         x_rate = x_seq.mean(0, keepdim=True)
     rate_out = graph.rate_pass(x_rate)

@@ -20,6 +20,8 @@ from torchmetrics.classification import MulticlassAccuracy
 from ..backbones import create_backbone
 from ..neurons import STBP_LIF, build_neuron_factory, reset_states
 from ..neurons.compression import SpikeStorage, check_spike_storage, compress_saved_spikes
+from ..optim import check_param_kinds, weight_decay_groups
+from .mixup import SpikingMixup
 
 __all__ = ["SpikingClassifier", "direct_encoding", "poisson_encoding", "tet_loss"]
 
@@ -47,10 +49,11 @@ def tet_loss(outputs: torch.Tensor, target: torch.Tensor, lamb: float = 1e-3, ph
     """Temporal efficient training loss (Deng et al., ICLR 2022, Eq. 8 and 10).
 
     ``L = 1/T Σ_t [(1 - λ)·CE(O_t, y) + λ·MSE(O_t, φ)]`` on the per-step outputs ``O_t`` ([T, B, K]).
+    ``target`` is ``[B]`` class labels or ``[B, K]`` class probabilities (Mixup / CutMix soft targets).
     """
     T = outputs.shape[0]
     flat = outputs.flatten(0, 1)
-    ce = F.cross_entropy(flat, target.repeat(T), label_smoothing=label_smoothing)
+    ce = F.cross_entropy(flat, target.repeat(T, *([1] * (target.dim() - 1))), label_smoothing=label_smoothing)
     if lamb == 0.0:
         return ce
     mse = F.mse_loss(flat, torch.full_like(flat, phi))
@@ -77,6 +80,23 @@ class SpikingClassifier(L.LightningModule):
             spike). Lossless: the gradients are identical; the saved activations shrink and compression
             costs a little time (:mod:`lightning_snn.neurons.compression`). No effect where no spike train
             is saved (Rate-BP's rate pass, IDE).
+        classifier_classes: width of the classifier (outputs per step) when it must differ from the label
+            count ``num_classes``; None (default) uses ``num_classes``. Must be at least ``num_classes``. The
+            extra outputs are ordinary logits that no label names (cross-entropy and top-k accuracy run
+            over all of them). This reproduces code that trains a dataset with fewer classes on a wider
+            head, e.g. RevSNN's CIFAR-10 ResNets (``num_classes=100`` by default, never overridden):
+            ``--model.init_args.classifier_classes 100``. (``num_classes`` itself is linked from the
+            DataModule by the CLI, so it cannot be overridden on the command line.)
+        no_weight_decay: parameter kinds exempt from the optimiser's weight decay
+            (:func:`lightning_snn.optim.weight_decay_groups`): ``bias``, ``norm`` (normalisation layers),
+            ``1d`` (other one-dimensional parameters: thresholds, time constants), ``weight``. E.g.
+            ``[bias, norm]`` decays only convolution and linear weights (Rate-BP's ``split_params``);
+            ``[bias, norm, 1d]`` is timm's rule (RevSFormer). Applies to the CLI's ``optimizer:`` section
+            and to the fallback optimiser.
+        mixup: Mixup / CutMix of training batches with soft targets, as timm's ``Mixup`` arguments plus
+            ``off_epoch`` (:class:`lightning_snn.methods.mixup.SpikingMixup`), e.g.
+            ``{mixup_alpha: 0.5, prob: 1.0, label_smoothing: 0.1, off_epoch: 200}``; None: no mixing.
+            Training accuracy is then measured against each soft target's dominant label.
     """
 
     def __init__(
@@ -93,6 +113,9 @@ class SpikingClassifier(L.LightningModule):
         label_smoothing: float = 0.0,
         step_mode: Literal["m", "s"] = "m",
         spike_storage: SpikeStorage = "float",
+        classifier_classes: int | None = None,
+        no_weight_decay: Sequence[str] | None = None,
+        mixup: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if T < 1:
@@ -103,6 +126,13 @@ class SpikingClassifier(L.LightningModule):
             raise ValueError(f"loss must be 'ce' or 'tet', got {loss!r}")
         if len(tuple(input_shape)) != 3:
             raise ValueError(f"input_shape must be (C, H, W), got {tuple(input_shape)}")
+        if classifier_classes is not None:
+            if classifier_classes < num_classes:
+                raise ValueError(
+                    f"classifier_classes ({classifier_classes}) must be >= num_classes ({num_classes}), the number "
+                    "of labels of the data"
+                )
+            num_classes = int(classifier_classes)
         self.save_hyperparameters(ignore=["backbone"] if isinstance(backbone, nn.Module) else None)
         self.num_classes = num_classes
         self.input_shape = tuple(int(s) for s in input_shape)
@@ -113,6 +143,8 @@ class SpikingClassifier(L.LightningModule):
         self.label_smoothing = label_smoothing
         self.step_mode = step_mode
         self.spike_storage = check_spike_storage(spike_storage)
+        self.no_weight_decay = check_param_kinds(no_weight_decay)
+        self.mixup = SpikingMixup.from_spec(mixup, num_classes)
         if isinstance(backbone, nn.Module):
             self.backbone = backbone
         else:
@@ -176,19 +208,24 @@ class SpikingClassifier(L.LightningModule):
         return outputs.mean(0)
 
     def compute_loss(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy on the readout (or TET) against ``[B]`` labels or ``[B, K]`` soft targets; the
+        method's ``label_smoothing`` applies to hard labels (soft targets come smoothed by Mixup)."""
+        smoothing = 0.0 if target.is_floating_point() else self.label_smoothing
         if self.loss_kind == "tet":
-            return tet_loss(outputs, target, self.tet_lambda, label_smoothing=self.label_smoothing)
-        return F.cross_entropy(self.readout(outputs), target, label_smoothing=self.label_smoothing)
+            return tet_loss(outputs, target, self.tet_lambda, label_smoothing=smoothing)
+        return F.cross_entropy(self.readout(outputs), target, label_smoothing=smoothing)
 
     # --------------------------------------------------------------------------- Lightning steps
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x, y = batch
+        if self.mixup is not None:
+            x, y = self.mixup(x, y, self.current_epoch)
         outputs = self(x)
         loss = self.compute_loss(outputs, y)
-        self.train_acc(self.readout(outputs).detach(), y)
+        self.train_acc(self.readout(outputs).detach(), y.argmax(-1) if y.is_floating_point() else y)
         self.log("train/loss", loss, prog_bar=True, sync_dist=False)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
-        if self.trainer is not None and self.trainer.optimizers:
+        if self._trainer is not None and self.trainer.optimizers:
             self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=False, on_epoch=True)
         return loss
 
@@ -243,4 +280,11 @@ class SpikingClassifier(L.LightningModule):
 
         ``lightning-snn`` replaces this with the config's ``optimizer:`` and ``lr_scheduler:`` sections.
         """
-        return torch.optim.Adam(self.parameters(), lr=1e-3)
+        return torch.optim.Adam(self.optimizer_param_groups() or self.parameters(), lr=1e-3)
+
+    def optimizer_param_groups(self) -> list[dict[str, Any]] | None:
+        """The parameter groups the optimiser is built over: with ``no_weight_decay`` a decayed and an
+        exempt group (:func:`lightning_snn.optim.weight_decay_groups`); None: all parameters alike."""
+        if not self.no_weight_decay:
+            return None
+        return weight_decay_groups(self, self.no_weight_decay)

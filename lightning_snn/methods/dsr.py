@@ -155,48 +155,48 @@ def _neuron_state_keys(backbone: nn.Module) -> set[str]:
     return keys
 
 
-def _read_weights(path: str) -> dict[str, torch.Tensor]:
+def _read_weights(path: str, field: str = "pretrained_ann") -> dict[str, torch.Tensor]:
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"pretrained_ann: checkpoint {path} does not exist (train the ANN first, step (a))")
+        raise FileNotFoundError(f"{field}: checkpoint {path} does not exist (train that stage first)")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle errors, truncated files, non-allowlisted objects
-        raise ValueError(f"pretrained_ann: cannot read {path} as a PyTorch checkpoint ({type(err).__name__}: {err})") from err
+        raise ValueError(f"{field}: cannot read {path} as a PyTorch checkpoint ({type(err).__name__}: {err})") from err
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"pretrained_ann: {path} holds neither a Lightning checkpoint nor a state dict of tensors")
+        raise ValueError(f"{field}: {path} holds neither a Lightning checkpoint nor a state dict of tensors")
     state = dict(obj)
     if any(k.startswith("backbone.") for k in state):
         state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
     return state
 
 
-def load_ann_weights(backbone: nn.Module, path: str) -> list[str]:
+def load_ann_weights(backbone: nn.Module, path: str, field: str = "pretrained_ann") -> list[str]:
     """Copy the ANN's weights from ``path`` into ``backbone``; returns the loaded keys.
 
     Every entry of the backbone's state dict except the neurons' own (their thresholds) must be in the
     file with the same shape, and the file must hold nothing else; otherwise ``ValueError`` names the
     file and the first mismatched key.
     """
-    state = _read_weights(path)
+    state = _read_weights(path, field)
     skip = _neuron_state_keys(backbone)
     target = {k: v for k, v in backbone.state_dict().items() if k not in skip}
     for key, value in target.items():
         if key not in state:
             raise ValueError(
-                f"pretrained_ann: {path} does not match the SNN backbone: key {key!r} ({tuple(value.shape)}) is missing "
+                f"{field}: {path} does not match the SNN backbone: key {key!r} ({tuple(value.shape)}) is missing "
                 f"from the checkpoint; was the ANN trained with the same backbone and backbone_kwargs?"
             )
         if tuple(state[key].shape) != tuple(value.shape):
             raise ValueError(
-                f"pretrained_ann: {path} does not match the SNN backbone: key {key!r} has shape "
+                f"{field}: {path} does not match the SNN backbone: key {key!r} has shape "
                 f"{tuple(state[key].shape)} in the checkpoint but {tuple(value.shape)} in the SNN"
             )
     for key in state:
         if key not in target and key not in skip:
             raise ValueError(
-                f"pretrained_ann: {path} does not match the SNN backbone: the checkpoint has key {key!r}, "
+                f"{field}: {path} does not match the SNN backbone: the checkpoint has key {key!r}, "
                 "which the SNN backbone does not have"
             )
     backbone.load_state_dict({k: state[k] for k in target}, strict=False)

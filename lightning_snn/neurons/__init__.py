@@ -43,3 +43,7 @@ from .dsr import (  # noqa: E402  (DSR neurons; registers dsr_if, dsr_lif, ann_r
 )
 
 __all__ += ["DSRIFNode", "DSRLIFNode", "DSRNode", "ReLUActivation", "representation_weights", "spike_representation"]
+
+from .online import OnlineIFNode, OnlineLIFNode, OnlineNode, cut_neuron_type  # noqa: E402  (SLTT / OTTT; registers online_if, online_lif)
+
+__all__ += ["OnlineIFNode", "OnlineLIFNode", "OnlineNode", "cut_neuron_type"]

@@ -14,7 +14,7 @@ import torch
 from spikingjelly.activation_based import surrogate as sj_surrogate
 from torch import nn
 
-__all__ = ["SurrogateGradient", "Rectangular", "Sigmoid", "ATan", "build_surrogate"]
+__all__ = ["SurrogateGradient", "Rectangular", "Sigmoid", "ATan", "PiecewiseQuadratic", "build_surrogate"]
 
 
 class SurrogateGradient(nn.Module):
@@ -80,16 +80,31 @@ class ATan(SurrogateGradient):
         super().__init__(alpha)
 
 
+class PiecewiseQuadratic(SurrogateGradient):
+    """Triangular window (SpikingJelly ``PiecewiseQuadratic``): ``σ'(x) = max(0, α - α²·|x|)``.
+
+    The default surrogate of the SLTT code (``-surrogate triangle``, α = 1).
+    """
+
+    _function = sj_surrogate.piecewise_quadratic
+    _backward = staticmethod(sj_surrogate.piecewise_quadratic_backward)
+
+    def __init__(self, alpha: float = 1.0) -> None:
+        super().__init__(alpha)
+
+
 _SURROGATES: dict[str, type[SurrogateGradient]] = {
     "rectangular": Rectangular,
     "rect": Rectangular,
     "sigmoid": Sigmoid,
     "atan": ATan,
+    "triangle": PiecewiseQuadratic,
+    "piecewise_quadratic": PiecewiseQuadratic,
 }
 
 
 def build_surrogate(spec: str | SurrogateGradient | None, **kwargs: float) -> SurrogateGradient:
-    """Build a surrogate from a name (``rectangular``, ``sigmoid``, ``atan``) or pass one through."""
+    """Build a surrogate from a name (``rectangular``, ``sigmoid``, ``atan``, ``triangle``) or pass one through."""
     if spec is None:
         return Rectangular(**kwargs)
     if isinstance(spec, SurrogateGradient):

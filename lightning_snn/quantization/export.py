@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as serialize_safetensors
 from torch import nn
 
+from ..fileio import write_atomic
 from ..neurons import BaseNode
 from .fake_quant import FakeQuantize, is_quantized, quantize_symmetric, quantized_layers
 
@@ -75,7 +77,12 @@ def neuron_table(model: nn.Module) -> list[dict[str, Any]]:
 
 
 def export_quantized(model: nn.Module, stem: str | Path) -> tuple[Path, Path]:
-    """Write the integer export of a fake-quantized :class:`SpikingClassifier`; returns both paths."""
+    """Write the integer export of a fake-quantized :class:`SpikingClassifier`; returns both paths.
+
+    Both files are written with :func:`lightning_snn.fileio.write_atomic`: complete, or not at all, with a
+    previous export of the same name left intact. An unwritable place (read-only folder, full disk) raises
+    :class:`~lightning_snn.fileio.WriteError` naming the file and the cause.
+    """
     layers = list(quantized_layers(model))
     if not layers:
         raise ValueError("export_quantized: the model has no fake-quantized layers; train it with QuantizationAwareTraining")
@@ -110,9 +117,9 @@ def export_quantized(model: nn.Module, stem: str | Path) -> tuple[Path, Path]:
         "neurons": neuron_table(model),
     }
     st_path, json_path = _paths(stem)
-    st_path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(st_path), metadata={"format": FORMAT, "version": str(VERSION)})
-    json_path.write_text(json.dumps(meta, indent=2))
+    blob = serialize_safetensors(tensors, metadata={"format": FORMAT, "version": str(VERSION)})
+    write_atomic([(st_path, blob), (json_path, json.dumps(meta, indent=2).encode())], "quantized export",
+                 "choose a writable folder with free space", make_folders=True)
     return st_path, json_path
 
 

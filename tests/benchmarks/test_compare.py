@@ -14,7 +14,7 @@ REQUIRED = {
     "peak_mem_bytes": int, "step_peak_mem_bytes": int, "saved_tensor_bytes": int, "mem_source": str,
     "images_per_s": float, "params": int, "step_times_s": list,
 }
-CPU_METHODS = {"ann", "bptt", "bptt_inductor", "bptt_bits", "dsr", "dsr_bits", "rate_bp_m", "rate_bp_s", "revsnn", "revsnn_twin", "spikingjelly"}
+CPU_METHODS = {"ann", "bptt", "bptt_inductor", "bptt_bits", "dsr", "dsr_bits", "rate_bp_m", "rate_bp_s", "revsnn", "revsnn_twin", "spikingjelly", "sltt", "ottt"}
 
 
 def test_compare_runs_every_method_and_writes_json_and_plot(tmp_path):

@@ -581,3 +581,68 @@ def _check_real(events: np.ndarray, sensor: tuple[int, int], path: Path) -> None
     assert int(frames[:, 1].sum()) <= int(events["p"].sum())  # ON events land in channel 1
     by_time = EventBinning(sensor, T, "time", size=(48, 48))(events, str(path))
     assert by_time.shape == (T, 2, 48, 48) and by_time.dtype == torch.float32 and by_time.sum() > 0
+
+
+# ============================================================================ damaged files and stray data
+def _recording(tmp_path: Path, n: int = 300) -> Path:
+    return write_nmnist_bin(tmp_path / "r.bin", make_events(n, 34, 34, 300_000, np.random.default_rng(3)))
+
+
+@pytest.mark.parametrize("damage", ["all_zero", "zero_block", "zero_start", "time_goes_back"])
+def test_damaged_nmnist_file_is_named(tmp_path, damage):
+    path = _recording(tmp_path)
+    raw = bytearray(path.read_bytes())  # 1500 bytes: 300 events of 5 bytes
+    if damage == "all_zero":  # same size, every byte zero: a failed copy
+        raw = bytearray(len(raw))
+        match = "is all zero bytes"
+    elif damage == "zero_block":  # a 512-byte disk block zeroed, not aligned to events
+        raw[700:1212] = bytes(512)
+        match = r"zero-filled block: 10[0-9] all-zero events from byte 70[05]"
+    elif damage == "zero_start":  # the first block zeroed: the timestamps alone would not show it
+        raw[:512] = bytes(512)
+        match = r"zero-filled block: 102 all-zero events from byte 0"
+    else:  # one flipped bit in a timestamp's high byte
+        raw[5 * 150 + 2] ^= 0x10
+        match = r"timestamps go back from \d+ us to \d+ us at event 15[01] of 300"
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DatasetError, match=rf"N-MNIST file {path} .*{match}"):
+        read_nmnist_file(path)
+
+
+def test_zero_filled_nmnist_file_stops_setup(tmp_path):
+    write_fake_nmnist(tmp_path, n_train=1, n_test=1, n_events=40)
+    bad = next((tmp_path / "NMNIST" / "Test" / "6").glob("*.bin"))
+    bad.write_bytes(bytes(bad.stat().st_size))
+    for cache in (True, False):
+        with pytest.raises(DatasetError, match=f"{bad} is all zero bytes"):
+            dm = NMNISTDataModule(root=str(tmp_path), cache=cache, batch_size=64)
+            dm.setup("test")
+            next(iter(dm.test_dataloader()))
+
+
+def test_folders_and_files_outside_the_classes_are_named(tmp_path):
+    write_fake_nmnist(tmp_path, n_train=1, n_test=1, n_events=20)
+    shutil.copytree(tmp_path / "NMNIST" / "Train" / "3", tmp_path / "NMNIST" / "Train" / "10")
+    with pytest.warns(UserWarning, match=r"N-MNIST: ignoring folder .*NMNIST/Train/10 \(1 \.bin files\), which is not one of its classes"):
+        dm = NMNISTDataModule(root=str(tmp_path), cache=False)
+        dm.setup("fit")
+    assert len(dm.train_set) == 10
+    shutil.rmtree(tmp_path / "NMNIST" / "Train" / "10")
+    (tmp_path / "NMNIST" / "Train" / "4" / "notes.txt").write_text("stray")
+    with pytest.warns(UserWarning, match=r"ignoring 1 file\(s\) in .*Train/4 that are not \.bin recordings \(notes\.txt\)"):
+        NMNISTDataModule(root=str(tmp_path), cache=False).setup("fit")
+
+    write_fake_cifar10dvs(tmp_path, n_per_class=2, n_events=20)
+    shutil.copytree(tmp_path / "CIFAR10DVS" / "cat", tmp_path / "CIFAR10DVS" / "kitten")
+    (tmp_path / "CIFAR10DVS" / "download").mkdir()  # where download: true keeps the zips: not a class, not named
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        CIFAR10DVSDataModule(root=str(tmp_path), cache=False).setup("fit")
+    named = {str(w.message) for w in record if "ignoring" in str(w.message)}  # one text (per split: shown once)
+    assert len(named) == 1 and "CIFAR10DVS/kitten (2 .aedat files)" in named.pop()
+
+    folder = write_fake_dvs_gesture(tmp_path, train=("user01_led",), test=("user25_led",), events_per_gesture=10)
+    shutil.copy(folder / "user01_led.aedat", folder / "user02_led.aedat")
+    with pytest.warns(UserWarning, match=r"1 recording\(s\) in .*DvsGesture listed in neither trials_to_train.txt "
+                                          r"nor trials_to_test.txt \(user02_led.aedat\)"):
+        DVSGestureDataModule(root=str(tmp_path), cache=False).setup("fit")

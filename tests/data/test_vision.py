@@ -227,6 +227,33 @@ def test_cutout_in_train_transform():
     assert 0 < int((out == 0).all(dim=0).sum()) <= 64  # normalised white is 1.0; the hole is 0
 
 
+@pytest.mark.parametrize("dm_cls", [CIFAR10DataModule, CIFAR100DataModule])
+def test_cutout_order_sets_the_hole_value(dm_cls):
+    """Rate-BP's order (ToTensor -> Cutout -> Normalize): the hole is black, -mean/std after normalisation;
+    the default order (after Normalize): the hole is 0 in normalised units, i.e. the mean colour."""
+    from PIL import Image
+
+    mean, std = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
+    image = Image.fromarray(np.full((32, 32, 3), 200, np.uint8))
+    holes = {}
+    for order in ("before_normalize", "after_normalize"):
+        dm = dm_cls(augment=False, cutout=True, cutout_length=16, mean=mean, std=std, cutout_order=order)
+        names = [type(t).__name__ for t in dm.train_transform.transforms]
+        expected = ["ToTensor", "Cutout", "Normalize"] if order == "before_normalize" else ["ToTensor", "Normalize", "Cutout"]
+        assert names == expected
+        torch.manual_seed(0)
+        out = dm.train_transform(image)
+        plain = (200 / 255 - torch.tensor(mean)) / torch.tensor(std)
+        hole = ~torch.isclose(out, plain.view(3, 1, 1).expand_as(out)).all(dim=0)
+        assert 0 < int(hole.sum()) <= 256
+        holes[order] = out[:, hole]
+    black = -torch.tensor(mean) / torch.tensor(std)
+    torch.testing.assert_close(holes["before_normalize"], black.view(3, 1).expand_as(holes["before_normalize"]))
+    assert torch.equal(holes["after_normalize"], torch.zeros_like(holes["after_normalize"]))
+    with pytest.raises(ValueError, match="cutout_order must be one of"):
+        dm_cls(cutout=True, cutout_order="before_crop")
+
+
 def test_cifar_recipe_transforms():
     dm = CIFAR10DataModule(augment=True, cutout=True, autoaugment=True)
     names = [type(t).__name__ for t in dm.train_transform.transforms]
@@ -287,3 +314,90 @@ def test_trainer_fast_dev_run(tmp_path):
     )
     trainer.fit(model, datamodule=dm)
     trainer.test(model, datamodule=dm, verbose=False)
+
+
+# ---------------------------------------------------------------------------------- damaged files and stray data
+def _md5(path: Path) -> str:
+    import hashlib
+
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def _check_bit_rot(tmp_path: Path, monkeypatch, classes: int, n_test: int) -> None:
+    """A test file holding the official image count must match its official md5: one flipped pixel bit is caught.
+
+    The official files cannot ship with the tests: a generated test split stands in, its own md5 stands in for
+    the official sum in torchvision's list (which the check reads) and, unless ``n_test`` is the official
+    10,000, its image count stands in for the official count."""
+    from lightning_snn.data.vision import CheckedCIFAR10, CheckedCIFAR100
+
+    cls, dm_cls = (CheckedCIFAR10, CIFAR10DataModule) if classes == 10 else (CheckedCIFAR100, CIFAR100DataModule)
+    folder = write_fake_cifar(tmp_path, classes, n_train=100, n_test=n_test)
+    test_file, meta_file = folder / cls.test_list[0][0], folder / cls.meta["filename"]
+    assert cls.test_list[0][1] == (tvd.CIFAR10 if classes == 10 else tvd.CIFAR100).test_list[0][1]  # torchvision's sums
+    assert cls.official_images[test_file.name] == 10_000
+    monkeypatch.setitem(cls.official_images, test_file.name, n_test)
+    monkeypatch.setattr(cls, "test_list", [[test_file.name, _md5(test_file)]])
+    monkeypatch.setattr(cls, "meta", {**cls.meta, "md5": _md5(meta_file)})
+    dm_cls(root=str(tmp_path)).setup("test")  # intact: loads
+
+    raw = bytearray(test_file.read_bytes())
+    raw[len(raw) // 2] ^= 0x01  # one bit of one pixel
+    test_file.write_bytes(bytes(raw))
+    with pytest.raises(DatasetError, match=rf"{test_file} is damaged: its md5 is [0-9a-f]{{32}}, the official"):
+        dm_cls(root=str(tmp_path)).setup("test")
+    dm = dm_cls(root=str(tmp_path), verify_md5=False)  # the documented way to load a modified copy
+    dm.setup("test")
+    assert len(dm.test_set) == n_test
+    if n_test == 10_000:
+        return
+    meta_file.write_bytes(meta_file.read_bytes() + b"\0")  # the meta file is checked along with official data
+    monkeypatch.setattr(cls, "test_list", [[test_file.name, _md5(test_file)]])
+    with pytest.raises(DatasetError, match=rf"{meta_file} is damaged"):
+        dm_cls(root=str(tmp_path)).setup("test")
+
+
+@pytest.mark.parametrize("classes", [10, 100])
+def test_cifar_bit_rot_fails_the_official_md5(tmp_path, monkeypatch, classes):
+    _check_bit_rot(tmp_path, monkeypatch, classes, n_test=100)
+
+
+@pytest.mark.slow
+def test_cifar_bit_rot_fails_the_official_md5_at_the_official_size(tmp_path, monkeypatch):
+    _check_bit_rot(tmp_path, monkeypatch, 10, n_test=10_000)  # 30 MB: the gate itself is not stood in for
+
+
+def test_cifar_files_of_another_size_are_not_held_to_official_sums(tmp_path):
+    write_fake_cifar(tmp_path, 10, n_train=10, n_test=10)  # not the official image counts
+    dm = CIFAR10DataModule(root=str(tmp_path))
+    assert dm.verify_md5
+    dm.setup("fit")
+    assert len(dm.train_set) == 10
+
+
+def test_truncated_jpeg_is_named_when_read(tmp_path):
+    write_fake_imagefolder(tmp_path, num_classes=2, n_per_class=2, size=64)
+    bad = sorted((tmp_path / "train" / "n00000001").glob("*.JPEG"))[0]
+    bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])
+    dm = ImageNetDataModule(root=str(tmp_path), num_classes=2, image_size=32, batch_size=4, augment=False)
+    dm.setup("fit")
+    with pytest.raises(DatasetError, match=rf"image {bad} cannot be decoded \(OSError: image file is truncated"):
+        for _ in dm.train_dataloader():
+            pass
+
+
+def test_imagenet_names_extra_class_folders_and_stray_files(tmp_path):
+    write_fake_imagefolder(tmp_path, num_classes=3, n_per_class=1, size=8)
+    (tmp_path / "train" / "n99999999").mkdir()
+    (tmp_path / "train" / "n99999999" / "x.JPEG").write_bytes((tmp_path / "train" / "n00000000" / "train_0_0.JPEG").read_bytes())
+    with pytest.raises(ValueError, match=rf"4 class folders \(1 not in {tmp_path / 'val'}: n99999999\) but num_classes is 3"):
+        ImageNetDataModule(root=str(tmp_path), num_classes=3, image_size=16).setup("fit")
+    (tmp_path / "train" / "n99999999" / "x.JPEG").unlink()
+    (tmp_path / "train" / "n99999999").rmdir()
+    (tmp_path / "val" / "ILSVRC2012_val_00000001.JPEG").write_bytes(b"an unsorted validation image")
+    (tmp_path / "val" / "n00000002" / "val_2_0.JPEG.part").write_bytes(b"an interrupted copy")
+    with pytest.warns(UserWarning) as record:
+        ImageNetDataModule(root=str(tmp_path), num_classes=3, image_size=16).setup("test")
+    messages = " | ".join(str(w.message) for w in record)
+    assert "1 file(s) outside the class folders" in messages and "ILSVRC2012_val_00000001.JPEG" in messages
+    assert "1 non-image file(s) in class folders" in messages and "val_2_0.JPEG.part" in messages

@@ -76,3 +76,36 @@ def test_bad_arguments():
         SpikingClassifier(input_shape=(8, 8))
     with pytest.raises(ValueError, match="unknown backbone 'nope'"):
         SpikingClassifier(backbone="nope")
+
+
+def test_classifier_classes_widens_the_head_and_the_metrics():
+    """classifier_classes = 100 on 10-class data: a 100-way head (as RevSNN's CIFAR-10 ResNets), CE and accuracy
+    over all 100 logits; labels stay 0..9."""
+    model = small_model(classifier_classes=100)
+    assert model.num_classes == 100
+    x, y = torch.randn(4, 1, 8, 8), torch.tensor([0, 3, 9, 1])
+    out = model(x)
+    assert out.shape == (3, 4, 100)
+    loss = model.compute_loss(out, y)
+    torch.testing.assert_close(loss, F.cross_entropy(out.mean(0), y))
+    assert model.val_acc.num_classes == 100
+    same = small_model()
+    assert same.num_classes == 10 and same(x).shape[-1] == 10
+    with pytest.raises(ValueError, match=r"classifier_classes \(5\) must be >= num_classes \(10\)"):
+        small_model(classifier_classes=5)
+
+
+def test_classifier_classes_override_wins_over_the_datamodule_link(tmp_path):
+    """`--model.init_args.num_classes` is overwritten by the DataModule link (apply_on="instantiate");
+    `classifier_classes` is not: the RevSNN CIFAR-10 config with it builds the official 100-way RevSResNet21
+    (11.05M parameters, the RevSNN README's count)."""
+    from lightning_snn.cli import build_cli
+
+    args = ["--config", "configs/revsnn/cifar10_revs_resnet21.yaml", "--trainer.logger", "false",
+            "--trainer.default_root_dir", str(tmp_path), "--data.init_args.root", str(tmp_path)]
+    wide = build_cli([*args, "--model.init_args.classifier_classes", "100"], run=False).model
+    assert wide.num_classes == 100 and wide.hparams.classifier_classes == 100
+    heads = [m for m in wide.backbone.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in heads] == [(896, 100)]
+    n_params = sum(p.numel() for p in wide.parameters())
+    assert round(n_params / 1e6, 2) == 11.05

@@ -17,7 +17,8 @@ from lightning_snn.backbones.feedback import FeedbackSNN
 from lightning_snn.callbacks import FiringRateMonitor
 from lightning_snn.data import DigitsDataModule
 from lightning_snn.methods import BPTT, IDE
-from lightning_snn.methods.ide import ImplicitEquilibriumGradient, _ValueOf, implicit_backward
+from lightning_snn.methods.ide import ImplicitEquilibriumGradient, _ValueOf, halved_iteration, implicit_backward
+from lightning_snn.neurons import reset_states
 
 ROOT = Path(__file__).parents[2]
 SHARED_DATA = Path(os.environ.get("LIGHTNING_SNN_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -85,12 +86,37 @@ def test_implicit_gradient_matches_unrolled_fixed_point_iteration(name, kw):
     assert float(g_ref["feedback.op.parametrizations.weight.original"].abs().sum()) > 0  # the feedback path is exercised
 
 
+def _dense_implicit_grads(ref: IDE, a: torch.Tensor, x_map: torch.Tensor, y: torch.Tensor, k: float = 1.0) -> dict:
+    """∂L/∂θ = ∂L/∂W_cls + β^T ∂f/∂θ at the rate ``a``, with ``β = (kI - J^T)^{-1} ∂L/∂a`` solved densely per
+    sample (k = 1: Eq. 12; k = 2: the fixed point of the code's 'iter' solver) and f's input ``x_map``."""
+    net = ref.backbone
+    a_req = a.clone().requires_grad_(True)
+    loss = F.cross_entropy(net.classify(a_req), y)
+    (dl_da,) = torch.autograd.grad(loss, a_req, retain_graph=True)
+    drive0 = net.input_layer(x_map).detach()
+    n = a[0].numel()
+    betas = []
+    for b in range(a.shape[0]):  # per-sample dense Jacobian of the map
+        jac = torch.autograd.functional.jacobian(lambda v: net.equilibrium_map(v.view(1, -1), drive0[b : b + 1]).view(-1), a[b].view(-1))
+        betas.append(torch.linalg.solve(k * torch.eye(n, dtype=jac.dtype) - jac.T, dl_da[b].view(-1)).view_as(a[b]))
+    ref.zero_grad()
+    (loss + (net.equilibrium_map(a, net.input_layer(x_map)) * torch.stack(betas)).sum()).backward()
+    return {name: p.grad.clone() for name, p in ref.named_parameters()}
+
+
+def _assert_grads_equal(model: IDE, expected: dict) -> None:
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, expected[name], rtol=1e-6, atol=1e-10, msg=name)
+
+
+@pytest.mark.parametrize("solver,k", [("broyden", 1.0), ("iter", 2.0)])
 @pytest.mark.parametrize("neuron", [None, LIF], ids=["IF", "LIF"])
-def test_training_step_gradient_equals_the_dense_implicit_formula(neuron):
+def test_training_step_gradient_equals_the_dense_implicit_formula(neuron, solver, k):
     """The IDE module's gradients (train mode, simulated equilibrium, BatchNorm on batch statistics) equal
-    ∂L/∂θ = ∂L/∂W_cls + β^T ∂f/∂θ with β = (I - J^T)^{-1} ∂L/∂a solved densely."""
+    ∂L/∂θ = ∂L/∂W_cls + β^T ∂f/∂θ with β = (I - J^T)^{-1} ∂L/∂a (Broyden) or (2I - J^T)^{-1} ∂L/∂a (the
+    code's 'iter' solver, run to convergence) solved densely."""
     torch.manual_seed(1)
-    model = IDE(backbone="ide_fc", num_classes=4, input_shape=(1, 4, 4), T=12, neuron=neuron,
+    model = IDE(backbone="ide_fc", num_classes=4, input_shape=(1, 4, 4), T=12, neuron=neuron, solver=solver,
                 backbone_kwargs={"hidden": 10, "dropout": 0.0}, solver_max_iter=60, solver_tol=1e-13).double()
     ref = copy.deepcopy(model)
     x = torch.rand(6, 1, 4, 4, dtype=torch.float64) * 4
@@ -98,24 +124,133 @@ def test_training_step_gradient_equals_the_dense_implicit_formula(neuron):
     model.train()
     F.cross_entropy(model(x)[-1], y).backward()
     assert model.solver_results and model.solver_results[-1].converged
-
     ref.train()
-    net = ref.backbone
-    a = ref.simulate(x)[-1].detach()
-    a_req = a.clone().requires_grad_(True)
-    loss = F.cross_entropy(net.classify(a_req), y)
-    (dl_da,) = torch.autograd.grad(loss, a_req, retain_graph=True)
-    drive0 = net.input_layer(x).detach()
-    n = a[0].numel()
-    betas = []
-    for b in range(a.shape[0]):  # per-sample dense Jacobian of the map
-        jac = torch.autograd.functional.jacobian(lambda v: net.equilibrium_map(v.view(1, -1), drive0[b : b + 1]).view(-1), a[b].view(-1))
-        betas.append(torch.linalg.solve(torch.eye(n, dtype=jac.dtype) - jac.T, dl_da[b].view(-1)).view_as(a[b]))
-    beta = torch.stack(betas)
-    surrogate = loss + (net.equilibrium_map(a, net.input_layer(x)) * beta).sum()
-    surrogate.backward()
-    for (name, p), (_, q) in zip(model.named_parameters(), ref.named_parameters()):
-        torch.testing.assert_close(p.grad, q.grad, rtol=1e-6, atol=1e-10, msg=name)
+    _assert_grads_equal(model, _dense_implicit_grads(ref, ref.simulate(x)[-1].detach(), x, y, k))
+
+
+def test_halved_iteration_is_the_official_iter_solver():
+    """β <- (J^T β + g)/2 from β = g: after enough steps the solution of (2I - J^T) β = g, about half of
+    (I - J^T)^{-1} g for a small J; the reported residual is that of the returned iterate."""
+    torch.manual_seed(0)
+    jac = torch.randn(3, 5, 5, dtype=torch.float64) * 0.1
+    g = torch.randn(3, 5, dtype=torch.float64)
+
+    def vjp(b):
+        return torch.einsum("bij,bi->bj", jac, b)
+
+    eye = torch.eye(5, dtype=torch.float64)
+    limit = torch.linalg.solve(2 * eye - jac.transpose(1, 2), g.unsqueeze(-1)).squeeze(-1)
+    full = torch.linalg.solve(eye - jac.transpose(1, 2), g.unsqueeze(-1)).squeeze(-1)
+    res = halved_iteration(vjp, g, 80, tol=1e-12)
+    torch.testing.assert_close(res.solution, limit, rtol=1e-12, atol=1e-14)
+    assert res.converged and res.steps == 80 and not res.protective_break
+    assert res.residual == pytest.approx(float((vjp(res.solution) + g - 2 * res.solution).norm()))
+    assert 0.4 < float(res.solution.norm() / full.norm()) < 0.6
+    short = halved_iteration(vjp, g, 1)  # one step: (J^T g + g)/2
+    torch.testing.assert_close(short.solution, (vjp(g) + g) / 2)
+    assert short.initial_residual == pytest.approx(float((vjp(g) - g).norm()))
+
+
+@pytest.mark.parametrize("update", [False, True], ids=["once", "official_twice"])
+def test_input_bn_running_statistics_per_step(update):
+    """simulation_bn_update: the input BatchNorm's running statistics after one step are one momentum update
+    with the batch statistics (library) or two (the official code, whose save/restore restores nothing)."""
+    torch.manual_seed(0)
+    model = IDE(backbone="ide_fc", num_classes=4, input_shape=(1, 4, 4), T=3, simulation_bn_update=update,
+                backbone_kwargs={"hidden": 6, "dropout": 0.0}).double()
+    bn = model.backbone.input_layer.bn
+    with torch.no_grad():
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+    mean0, var0 = bn.running_mean.clone(), bn.running_var.clone()
+    x = torch.rand(5, 1, 4, 4, dtype=torch.float64)
+    z = model.backbone.input_layer.op(x.flatten(1)).detach()
+    model.train()
+    F.cross_entropy(model(x)[-1], torch.tensor([0, 1, 2, 3, 0])).backward()
+    keep = 0.9 ** (2 if update else 1)  # momentum 0.1
+    torch.testing.assert_close(bn.running_mean, keep * mean0 + (1 - keep) * z.mean(0))
+    torch.testing.assert_close(bn.running_var, keep * var0 + (1 - keep) * z.var(0, unbiased=True))
+    assert int(bn.num_batches_tracked) == (2 if update else 1)
+
+
+def _official_event_forward(net: FeedbackSNN, frames: torch.Tensor, lif: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hand-written float64 statement of what the official code computes when it trains a one-layer feedback
+    network on spike frames (``SNNIFFunc`` / ``SNNLIFFunc.snn_forward`` with BN in training mode, then
+    ``SNNIDEModule.forward``): returns the simulated rate and the equilibrium map's input. The loops are the
+    code's, in-place updates included (``x_mean`` and ``u_`` are views of the last frame)."""
+    x = frames.transpose(0, 1).clone()  # [T, B, ...], the code's permuted input
+    T = x.shape[0]
+    lam, vth = (0.95 if lif else 1.0), 2.0
+    layer = net.input_layer
+    w, b, gamma, beta = layer.op.weight, layer.op.bias, layer.bn.weight, layer.bn.bias
+    w_fb = net.feedback.op.weight
+
+    def linear(v):
+        return v.flatten(1) @ w.T + b
+
+    with torch.no_grad():
+        if lif:
+            x_mean = x[T - 1]
+            leaky_ = 1.0
+            for t in range(T - 1):
+                leaky_ *= lam
+                x_mean += x[T - 2 - t] * leaky_
+            x_mean /= (1 - leaky_ * lam) / (1 - lam)
+        else:
+            x_mean = x.mean(0)
+        z = linear(x_mean)
+        mean, sd = z.mean(0, keepdim=True), torch.sqrt(z.var(0, keepdim=True) + 1e-8)  # unbiased variance
+
+        def drive(v):
+            return (linear(v) - mean) / sd * gamma + beta
+
+        u = drive(x[0])
+        s = (u >= vth).double()
+        u = (u - vth * s) * lam
+        a = s
+        for t in range(T - 1):
+            u = u + s @ w_fb.T + drive(x[t + 1])
+            s = (u >= vth).double()
+            u = (u - vth * s) * lam
+            a = a * lam + s
+        rate = a / ((1 - lam**T) / (1 - lam)) if lif else a / T
+        if not lif:
+            return rate, x.mean(0)
+        u_ = x[T - 1]
+        leaky_ = 1.0
+        for i in range(T):
+            leaky_ *= lam
+            u_ += x[T - 2 - i] * leaky_
+        u_ /= (1 - leaky_ * lam) / (1 - lam)
+        return rate, u_.clone()
+
+
+@pytest.mark.parametrize("lif", [False, True], ids=["IF", "LIF"])
+def test_event_training_step_reproduces_the_official_code(lif):
+    """event_bn_stats: official + lif_event_overwrite: the simulated rate equals the official computation's
+    (frames normalised with the unbiased variance and eps 1e-8; for LIF, the last frame overwritten by the
+    weighted average) and the gradients equal the dense implicit formula with the official map input."""
+    torch.manual_seed(3)
+    kw = dict(backbone="ide_fc", num_classes=4, input_shape=(2, 3, 3), T=6, neuron=LIF if lif else None,
+              backbone_kwargs={"hidden": 10, "dropout": 0.0}, solver_max_iter=60, solver_tol=1e-13)
+    model = IDE(event_bn_stats="official", lif_event_overwrite=True, **kw).double()
+    library = IDE(**kw).double()
+    library.load_state_dict(model.state_dict())
+    ref, sim = copy.deepcopy(model), copy.deepcopy(model)
+    frames = (torch.rand(7, 6, 2, 3, 3) < 0.4).double()  # [B, T, C, H, W]
+    y = torch.tensor([0, 1, 2, 3, 0, 1, 2])
+    for m in (model, library, ref, sim):
+        m.train()
+    F.cross_entropy(model(frames)[-1], y).backward()
+    F.cross_entropy(library(frames)[-1], y).backward()
+    reset_states(ref.backbone)  # the feedback norm's power iteration advances once per batch, as in model(frames)
+    rate, x_map = _official_event_forward(ref.backbone, frames, lif)
+    assert 0.05 < float(rate.mean()) < 0.95
+    torch.testing.assert_close(sim.simulate(frames)[-1], rate, rtol=1e-12, atol=1e-12)
+    expected = _dense_implicit_grads(ref, rate, x_map, y)
+    _assert_grads_equal(model, expected)
+    g_off, g_lib = expected["backbone.input_layer.op.weight"], library.backbone.input_layer.op.weight.grad
+    assert float((g_lib - g_off).norm() / g_off.norm()) > 1e-3  # the library's own recipe is a different one
 
 
 def test_training_memory_does_not_grow_with_T():
@@ -214,6 +349,22 @@ def test_ide_reaches_95_percent_on_digits(tmp_path):
     trainer.fit(model, dm)
     acc = trainer.test(model, dm, verbose=False)[0]["test/acc"]
     assert acc >= 0.95, acc
+
+
+def test_fit_summary_leaves_the_feedback_norm_state_alone():
+    """The fit-start summary runs a forward pass; the feedback norm's power iteration, which advances at every
+    forward (as the official code), must be where it was, so that step 1 sees the official two iterations."""
+    from lightning_snn.callbacks import SpikingSummary
+
+    torch.manual_seed(0)
+    model = IDE(backbone="ide_conv", num_classes=10, input_shape=(1, 8, 8), T=3, backbone_kwargs={"channels": 4})
+    param = model.backbone.feedback.op.parametrizations.weight[0]
+    before = (param.u.clone(), param.v.clone())
+    SpikingSummary().measure(model, torch.rand(2, 1, 8, 8))
+    assert torch.equal(param.u, before[0]) and torch.equal(param.v, before[1])
+    model.eval()
+    model(torch.rand(2, 1, 8, 8))  # a forward does advance it
+    assert not torch.equal(param.u, before[0])
 
 
 def test_bptt_twin_trains_the_same_feedback_network():

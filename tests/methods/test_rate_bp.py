@@ -18,7 +18,7 @@ from torch import nn
 
 from lightning_snn.backbones import Flatten, RateBPVGG, SpikingBasicBlock, SpikingResNet, TimeDistributed
 from lightning_snn.methods import BPTT, RateBP
-from lightning_snn.methods._rate_graph import RATE_BP_LIF, RateGraph, rate_bp_forward
+from lightning_snn.methods._rate_graph import RATE_BP_LIF, RATE_INPUTS, RateGraph, rate_bp_forward
 from lightning_snn.neurons import BaseNode, BatchNormThroughTime, LIFNode, build_neuron_factory, reset_states
 
 PAPER = dict(RATE_BP_LIF)
@@ -69,9 +69,10 @@ def _psi(h, th, alpha):
 class Reference:
     """Rate-BP written out from the paper's equations for the module tree of :func:`tiny_resnet`."""
 
-    def __init__(self, model: nn.Module, bn_per_step: bool):
+    def __init__(self, model: nn.Module, bn_per_step: bool, official_single_step: bool = False):
         self.model = model
         self.bn_per_step = bn_per_step
+        self.official = official_single_step  # the repository's single-step BN hook and rate input, literally
         self.neuron = {}  # module -> (r, e)
         self.bn = {}  # module -> (mean, var)
 
@@ -109,6 +110,15 @@ class Reference:
             ])
             mean = sum(means) / T
             var = T / sum(1.0 / (v + bn.eps) for v in vars_) - bn.eps
+            if self.official:  # model_setting.py: bn_forward_hook, spike stage, step_mode 's', step by step
+                curr_t = 0  # the BN module's curr_time_step: set to 0 by init_model and never advanced
+                in_mean = in_recip = None
+                for t in range(T):
+                    in_mean = means[t] if in_mean is None else (curr_t * in_mean + means[t]) / (curr_t + 1)
+                    var_eps = vars_[t] + bn.eps
+                    in_var = None  # `module.in_spikes_var` is only set in multi-step mode
+                    in_recip = (curr_t * in_recip + 1.0 / var_eps) / (curr_t + 1) if in_var is not None else 1.0 / var_eps
+                mean, var = in_mean, 1.0 / in_recip  # handed to calcu_rate, which adds eps again
         else:
             z = x.flatten(0, 1)
             mean = z.mean(dims)
@@ -181,7 +191,8 @@ class Reference:
         T = x_seq.shape[0]
         with torch.no_grad():
             spike_out = self.spike(self.model.body, x_seq)
-        out = self.rate(self.model.body, x_seq.mean(0))
+        # the repository's single-step model hook runs the rate pass on the last step's input (args[0])
+        out = self.rate(self.model.body, x_seq[-1] if self.official else x_seq.mean(0))
         loss = F.cross_entropy(out, y)
         loss = loss.detach() + (loss / T - (loss / T).detach())
         params = list(self.model.parameters())
@@ -236,6 +247,55 @@ def test_gradients_match_reference(step_mode, neuron):
     assert sum(float(r.abs().sum()) for r in g_ref) > 0
     for a, b in zip(g, g_ref):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11 * float(b.abs().max() + 1))
+
+
+@pytest.mark.parametrize("neuron", [pytest.param(PAPER, id="paper"), pytest.param(HARD_RESET, id="hard")])
+def test_single_step_official_options_match_the_repository(neuron):
+    """rate_bn_stats: official_last_step + rate_input: last_frame = the repository's single-step computation
+    (last step's BN statistics with eps twice, last frame), written out literally in the reference; the
+    library's defaults stay equal to their own reference, and the two differ (the check is sensitive)."""
+    T = 4
+    official, _ = make_pair(neuron, "s", T=T, rate_bn_stats="official_last_step", rate_input="last_frame")
+    library, _ = make_pair(neuron, "s", T=T)
+    torch.manual_seed(2)
+    frames = torch.rand(6, T, 2, 8, 8, dtype=torch.float64) * 3
+    y = torch.randint(0, 3, (6,))
+    loss, out, g = grads_of(official, frames, y)
+    ref_loss, ref_out, g_ref = Reference(official.backbone, bn_per_step=True, official_single_step=True).grads(
+        frames.transpose(0, 1), y
+    )
+    torch.testing.assert_close(out[0], ref_out, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-12, atol=1e-12)
+    assert sum(float(r.abs().sum()) for r in g_ref) > 0
+    for a, b in zip(g, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11 * float(b.abs().max() + 1))
+    lib_loss, lib_out, g_lib = grads_of(library, frames, y)
+    assert torch.equal(lib_out, out) and torch.equal(lib_loss, loss)  # same forward: only gradients differ
+    _, _, g_lib_ref = Reference(library.backbone, bn_per_step=True).grads(frames.transpose(0, 1), y)
+    for a, b in zip(g_lib, g_lib_ref):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11 * float(b.abs().max() + 1))
+    first_conv = 0  # the stem conv sees the rate input directly
+    assert (g[first_conv] - g_lib[first_conv]).norm() > 1e-3 * g_lib[first_conv].norm()
+
+
+@pytest.mark.parametrize("rate_bn_stats", ["time_average", "official_last_step"])
+def test_single_step_options_one_at_a_time_and_multi_step_unaffected(rate_bn_stats):
+    """Each single-step option acts alone (static images: last frame = mean frame, so only the BN choice
+    matters); in multi-step mode the options do not apply (one BN call, eps once, the mean frame)."""
+    x, y = torch.randn(5, 2, 8, 8, dtype=torch.float64) * 2, torch.randint(0, 3, (5,))
+    frame_choice = [make_pair(PAPER, "s", T=3, rate_bn_stats=rate_bn_stats, rate_input=r)[0] for r in RATE_INPUTS]
+    g_mean, g_last = (grads_of(m, x, y)[2] for m in frame_choice)
+    assert all(torch.equal(a, b) for a, b in zip(g_mean, g_last))
+    ref = Reference(frame_choice[0].backbone, bn_per_step=True, official_single_step=rate_bn_stats != "time_average")
+    _, _, g_ref = ref.grads(frame_choice[0].encode(x), y)
+    for a, b in zip(g_mean, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11 * float(b.abs().max() + 1))
+    frames = torch.rand(4, 3, 2, 8, 8, dtype=torch.float64) * 3
+    multi = [make_pair(PAPER, "m", T=3, rate_bn_stats=rate_bn_stats, rate_input=r)[0] for r in RATE_INPUTS]
+    plain, _ = make_pair(PAPER, "m", T=3)
+    g_plain = grads_of(plain, frames, y[:4])[2]
+    for model in multi:
+        assert all(torch.equal(a, b) for a, b in zip(grads_of(model, frames, y[:4])[2], g_plain))
 
 
 @pytest.mark.parametrize("step_mode", ["m", "s"])
@@ -368,6 +428,10 @@ def test_rejects_tet_and_bad_scale():
         RateBP(backbone="mnistnet", input_shape=(1, 8, 8), loss="tet")
     with pytest.raises(ValueError, match="grad_scale"):
         RateBP(backbone="mnistnet", input_shape=(1, 8, 8), grad_scale="T")
+    with pytest.raises(ValueError, match="rate_bn_stats must be one of"):
+        RateBP(backbone="mnistnet", input_shape=(1, 8, 8), rate_bn_stats="last")
+    with pytest.raises(ValueError, match="rate_input must be one of"):
+        RateBP(backbone="mnistnet", input_shape=(1, 8, 8), rate_input="first_frame")
     RateBP(backbone="mnistnet", input_shape=(1, 8, 8), loss="tet", rate=False)  # BPTT with TET is fine
 
 

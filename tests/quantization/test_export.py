@@ -107,3 +107,24 @@ def test_export_command_from_a_qat_checkpoint(tmp_path):
     with torch.no_grad():
         assert torch.equal(reloaded(x), cli.model(x))
     assert isinstance(L, object)
+
+
+@pytest.mark.parametrize("fault", ["read_only", "full_disk"])
+def test_export_to_an_unwritable_folder_names_the_file_and_keeps_the_old_export(tmp_path, monkeypatch, fault):
+    from lightning_snn.fileio import WriteError
+    from tests.faults import full_disk, read_only
+
+    out = tmp_path / "out"
+    export_quantized(qat_model(8), out / "m")  # a previous export, which a failed export must leave intact
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    newer = qat_model(4)
+    if fault == "read_only":
+        ctx, cause = read_only(monkeypatch, out), r"Permission denied \(EACCES\)"
+    else:  # room for half of the new .safetensors file
+        ctx, cause = full_disk(monkeypatch, out, free_bytes=len(before["m.safetensors"]) // 2), r"No space left on device \(ENOSPC\)"
+    with ctx as faults:
+        with pytest.raises(WriteError, match=rf"cannot write the quantized export {out / 'm.safetensors'}: {cause}"):
+            export_quantized(newer, out / "m")
+    assert faults.hits or not faults.emulated
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no partial or temporary file
+    assert isinstance(load_quantized(out / "m"), torch.nn.Module)
