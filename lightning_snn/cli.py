@@ -12,8 +12,11 @@ and LR scheduler come from the config's top-level ``optimizer:`` and ``lr_schedu
 from __future__ import annotations
 
 import importlib
+import os
+import re
 import sys
 import warnings
+from argparse import ArgumentError
 from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
@@ -206,11 +209,14 @@ class SpikingCLI(LightningCLI):
         return LightningCLI.configure_optimizers(lightning_module, optimizer, lr_scheduler)
 
 
-def build_cli(args: Sequence[str] | None = None, run: bool = True, model_checkpoint: str | Path | None = None) -> SpikingCLI:
+def build_cli(
+    args: Sequence[str] | None = None, run: bool = True, model_checkpoint: str | Path | None = None, **cli_kwargs: Any
+) -> SpikingCLI:
     """Build (and by default run) the CLI; ``args=None`` reads ``sys.argv``.
 
     ``model_checkpoint`` (with ``run=False``): build the model of that checkpoint, by the checkpoint rule of
-    :class:`SpikingCLI` (what ``--ckpt_path`` does for the subcommands).
+    :class:`SpikingCLI` (what ``--ckpt_path`` does for the subcommands). ``cli_kwargs`` go to
+    ``LightningCLI`` (e.g. ``parser_kwargs``).
     """
     return SpikingCLI(
         SpikingClassifier,
@@ -221,6 +227,7 @@ def build_cli(args: Sequence[str] | None = None, run: bool = True, model_checkpo
         args=list(args) if args is not None else None,
         run=run,
         model_checkpoint=model_checkpoint,
+        **cli_kwargs,
     )
 
 
@@ -269,17 +276,122 @@ def export_main(argv: Sequence[str]) -> tuple[Path, Path]:
     return paths
 
 
-def main(args: Sequence[str] | None = None) -> None:
-    """Console-script entry point of ``lightning-snn``."""
-    argv = list(sys.argv[1:] if args is None else args)
-    if argv and argv[0] == "export":
-        export_main(argv[1:])
-        return
-    if argv and argv[0] == "recipe":
-        from .recipe import recipe_main
+#: set to ``1`` to see a configuration error in full (traceback and jsonargparse's report) instead of its reason
+FULL_ERRORS_ENV = "LIGHTNING_SNN_FULL_ERRORS"
 
-        raise SystemExit(recipe_main(argv[1:]))
-    build_cli(argv)
+# the prefixes of jsonargparse's wrapping messages; the reason is the first message in the chain without one
+_WRAPPERS = ("Parser key ", "Does not validate against any of the Union subtypes", "Problem with given class_path")
+
+
+def _exception_chain(err: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    while err is not None and err not in chain:
+        chain.append(err)
+        err = err.__cause__ or (None if err.__suppress_context__ else err.__context__)
+    return chain
+
+
+def _type_name(text: str) -> str:
+    return re.sub(r"<class '(?:[\w.]+\.)?(\w+)'>", r"\1", text).replace("typing.", "").replace("NoneType", "None")
+
+
+def _union_type_mismatch(text: str) -> str:
+    """'got X; expected A or B' when every alternative of a jsonargparse Union report is a plain type mismatch."""
+    errors = re.search(r"Errors:\n((?:\s*- .*\n?)+)", text)
+    given = re.search(r"Given value: (.*)$", text, re.M)
+    if not errors or not given:
+        return ""
+    items = [line.strip()[2:] for line in errors.group(1).splitlines() if line.strip().startswith("- ")]
+    types = [re.fullmatch(r"Expected a (<class '[\w.]+'>|typing\.\w+\[.*\])", item) for item in items]
+    if not items or not all(types):
+        return ""
+    return f"got {given.group(1)}; expected " + " or ".join(_type_name(t.group(1)) for t in types)
+
+
+# a model / data section built from a config: the Union's first subtype names the section
+_SECTIONS = {"SpikingClassifier": "model", "SpikingDataModule": "data"}
+
+
+def _config_error_reason(err: BaseException) -> str:
+    """The short reason of a configuration error: where in the config (``model.init_args.T``), which class, and
+    the innermost message that is not one of jsonargparse's wrappers (at most three lines)."""
+    keys: list[str] = []
+    classes: list[str] = []
+    reason = ""
+    for e in _exception_chain(err):
+        text = str(e).strip()
+        key = re.match(r'Parser key "([^"]+)":\s*(.*)', text, re.S)
+        if key and (not keys or keys[-1] != key.group(1)):
+            keys.append(key.group(1))
+        section = re.search(r"Subtypes: \[<class '[\w.]*?(\w+)'>", text)
+        if not keys and section and section.group(1) in _SECTIONS:
+            keys.append(_SECTIONS[section.group(1)])  # an error of the class itself, raised while instantiating
+        cls = re.match(r"Problem with given class_path '([^']+)'", text) or re.search(r"Given value: Namespace\(class_path='([^']+)'", text)
+        if cls and (not classes or classes[-1] != cls.group(1)):
+            classes.append(cls.group(1))
+            keys.append("init_args")
+        reason = _union_type_mismatch(text)
+        if reason:
+            break
+        if not text.startswith(_WRAPPERS):
+            reason = _type_name(text) or type(e).__name__
+            break
+        if key and key.group(2) and not key.group(2).startswith(_WRAPPERS):
+            reason = key.group(2)  # 'Parser key "config": File does not exist: ...', in case nothing deeper follows
+    if not reason:  # only wrappers: the first error listed by the outermost one
+        listed = re.search(r"Errors:\n\s*- (.+)", str(err))
+        reason = listed.group(1) if listed else str(err).strip().splitlines()[0]
+    while keys and keys[-1] == "init_args":
+        keys.pop()
+    where = " ".join(filter(None, [".".join(keys), f"({classes[-1]})" if classes else ""]))
+    lines = reason.splitlines()[:3]
+    return "\n  ".join([(f"{where}: " if where else "") + lines[0], *lines[1:]])
+
+
+def _is_config_error(err: BaseException) -> bool:
+    """An error raised while LightningCLI parsed the arguments or built model, data and trainer from them."""
+    if isinstance(err, ArgumentError):
+        return True
+    tb = err.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name in ("parse_arguments", "instantiate_classes") and isinstance(frame.f_locals.get("self"), LightningCLI):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def main(args: Sequence[str] | None = None) -> None:
+    """Console-script entry point of ``lightning-snn``.
+
+    A configuration error (a parse error, an unknown option, a value a class rejects) is printed as its reason,
+    first and in one to three lines, and exits with status 2; ``LIGHTNING_SNN_FULL_ERRORS=1`` shows the full text.
+    """
+    argv = list(sys.argv[1:] if args is None else args)
+    full = os.environ.get(FULL_ERRORS_ENV, "0").strip().lower() not in ("", "0", "false", "no", "off")
+    with warnings.catch_warnings():
+        # main hands LightningCLI one argument list, resolved from one source: LightningCLI's warning about `args`
+        # given while sys.argv also holds arguments (which it is whenever the console script runs) does not apply
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended to run from within Python")
+        if argv and argv[0] == "export":
+            export_main(argv[1:])
+            return
+        if argv and argv[0] == "recipe":
+            from .recipe import recipe_main
+            raise SystemExit(recipe_main(argv[1:]))
+        parser_kwargs: dict[str, Any] = {}
+        if not full:  # raise ArgumentError instead of printing the usage text and exiting
+            parser_kwargs = {"exit_on_error": False, **{sub: {"exit_on_error": False} for sub in SpikingCLI.subcommands()}}
+        try:
+            build_cli(None if args is None else argv, parser_kwargs=parser_kwargs)
+        except Exception as err:
+            if full or not _is_config_error(err):
+                raise
+            sub = argv[0] if argv and argv[0] in SpikingCLI.subcommands() else ""
+            prog = f"lightning-snn {sub}".strip()
+            print(f"{prog}: configuration error: {_config_error_reason(err)}\n"
+                  f"  (options: {prog} --help; full error text: {FULL_ERRORS_ENV}=1)", file=sys.stderr)
+            raise SystemExit(2) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

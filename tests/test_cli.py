@@ -53,6 +53,61 @@ def test_console_script_help():
     out = subprocess.run([str(exe), "fit", "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "--test_after_fit" in out.stdout and "--optimizer" in out.stdout
+    assert "args parameter" not in out.stderr  # main() no longer hands sys.argv to LightningCLI a second time
+
+
+def _bad_config(tmp_path: Path) -> Path:
+    cfg = tmp_path / "typo.yaml"
+    cfg.write_text(QUICKSTART.read_text().replace("batch_size: 32", "batch_sise: 32"))
+    return cfg
+
+
+@pytest.mark.slow  # a second console-script start (~20 s on a loaded CPU); main() is tested in-process below
+def test_console_script_config_error_prints_the_reason_first(tmp_path):
+    """A typo in a config: the reason (key, class, what is wrong) on the first line, no usage dump, exit 2."""
+    exe = Path(sys.executable).with_name("lightning-snn")
+    out = subprocess.run([str(exe), "fit", "--config", str(_bad_config(tmp_path))], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert lines[0] == "lightning-snn fit: configuration error: data (lightning_snn.data.DigitsDataModule): Option 'batch_sise' is not accepted", out.stderr
+    assert len(lines) <= 3 and "args parameter" not in out.stderr and "Traceback" not in out.stderr
+
+
+def test_main_reports_config_errors_briefly_and_keeps_the_full_text_on_request(tmp_path, capsys, monkeypatch):
+    from lightning_snn.cli import main
+
+    cases = [  # arguments -> the reason printed
+        (["--model.init_args.neuron", "{type: lif, decay: 0.5, v_threshold: -0.2}"],
+         "model (lightning_snn.methods.BPTT): LIFNode: v_threshold (firing threshold) must be a finite number > 0, got -0.2"),
+        (["--trainer.max_epochs", "abc"], "trainer.max_epochs: got abc; expected int or None"),
+        (["--model.init_args.spike_storage", "int4"],
+         "model.init_args.spike_storage (lightning_snn.methods.BPTT): Expected a Literal['float', 'bool', 'bits']. Got value: int4"),
+        (["--config", str(tmp_path / "nope.yaml")], "config: File does not exist"),
+    ]
+    for extra, reason in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["fit", "--config", str(QUICKSTART), "--trainer.logger", "false", *extra])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-2].startswith(f"lightning-snn fit: configuration error: {reason}"), err
+        assert "LIGHTNING_SNN_FULL_ERRORS=1" in err[-1] and len(err) <= 3  # (Lightning may log "Seed set to 0" first)
+    monkeypatch.setenv("LIGHTNING_SNN_FULL_ERRORS", "1")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(_bad_config(tmp_path))])
+    assert exit_info.value.code == 2
+    assert "Does not validate against any of the Union subtypes" in capsys.readouterr().err  # jsonargparse's full report
+
+
+def test_main_called_from_python_gives_no_args_warning():
+    import warnings
+
+    from lightning_snn.cli import main
+
+    with warnings.catch_warnings(record=True) as record, pytest.raises(SystemExit) as exit_info:
+        warnings.simplefilter("always")
+        main(["fit", "--config", str(QUICKSTART), "--print_config"])  # parses as every command does, then exits 0
+    assert exit_info.value.code in (0, None)
+    assert not [w for w in record if "args parameter" in str(w.message)]
 
 
 def test_quickstart_reaches_95_percent_on_real_digits(tmp_path):

@@ -1,4 +1,5 @@
-"""Lightning callbacks: firing-rate monitoring (more: quantization-aware training, calibration)."""
+"""Lightning callbacks: firing-rate monitoring, the guard against non-finite values (more: quantization-aware
+training, calibration, the fit summary)."""
 from .firing_rate import FiringRateMonitor, firing_rates
 from .quantization import QuantizationAwareTraining
 
@@ -15,6 +16,10 @@ __all__ += ["SpikingSummary", "SynapticOps", "count_synaptic_ops"]
 from .sync_batchnorm import SpikingSyncBatchNorm  # noqa: E402  (sync_batchnorm for time-folded BatchNorm)
 
 __all__ += ["SpikingSyncBatchNorm"]
+
+from .guard import NonFiniteError, SpikingGuard  # noqa: E402  (non-finite values, divergence, dead layers)
+
+__all__ += ["NonFiniteError", "SpikingGuard"]
 
 from .ema import EMA, ema_state_dict  # noqa: E402  (weight averaging, timm ModelEmaV3)
 

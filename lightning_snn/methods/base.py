@@ -265,11 +265,16 @@ class SpikingClassifier(L.LightningModule):
             strategy._layer_sync = SpikingSyncBatchNorm()
 
     def configure_callbacks(self) -> list[L.Callback]:
-        from ..callbacks import FiringRateMonitor, RandomStateCheckpoint, SlurmRequeue, SpikingSummary
+        """The callbacks every method runs with, unless the trainer already lists one of the type:
+        :class:`~lightning_snn.callbacks.FiringRateMonitor`, :class:`~lightning_snn.callbacks.SpikingSummary`,
+        :class:`~lightning_snn.callbacks.SpikingGuard` (switch the summary and the guard off with an instance
+        ``enabled=False`` under ``trainer.callbacks``), :class:`~lightning_snn.callbacks.RandomStateCheckpoint`
+        (exact resume) and :class:`~lightning_snn.callbacks.SlurmRequeue` (SLURM preemption)."""
+        from ..callbacks import FiringRateMonitor, RandomStateCheckpoint, SlurmRequeue, SpikingGuard, SpikingSummary
 
         # a callback returned here replaces trainer callbacks of the same type: add only the missing ones
         present = self._trainer.callbacks if self._trainer is not None else []
-        defaults = (FiringRateMonitor, SpikingSummary, RandomStateCheckpoint, SlurmRequeue)
+        defaults = (FiringRateMonitor, SpikingSummary, SpikingGuard, RandomStateCheckpoint, SlurmRequeue)
         return [cb() for cb in defaults if not any(isinstance(c, cb) for c in present)]
 
     def configure_optimizers(self) -> Any:

@@ -459,6 +459,11 @@ class BaseNode(nn.Module):
             )
         if backend not in BACKENDS:
             raise ValueError(f"unknown neuron backend {backend!r}; available: {', '.join(repr(b) for b in BACKENDS)}")
+        if not 0.0 < float(v_threshold) < math.inf:  # also rejects NaN
+            raise ValueError(
+                f"{type(self).__name__}: v_threshold (firing threshold) must be a finite number > 0, got {v_threshold}; "
+                "with V_th <= 0 a neuron fires at rest and the network trains to chance"
+            )
         threshold = torch.tensor(float(v_threshold))
         if learnable_threshold:
             self.v_threshold = nn.Parameter(threshold)

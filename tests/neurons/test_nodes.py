@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from lightning_snn.neurons import ATan, IFNode, LIFNode, Rectangular, Sigmoid, reset_states
+from lightning_snn.neurons import ATan, IFNode, LIFNode, Rectangular, Sigmoid, build_neuron_factory, reset_states
 
 
 def _primitive(surrogate):
@@ -179,6 +179,17 @@ def test_bad_arguments_raise_clear_errors():
     node(torch.zeros(2, 3))
     with pytest.raises(RuntimeError, match="reset_states"):
         node(torch.zeros(4, 3))
+
+
+@pytest.mark.parametrize("v_threshold", [-0.2, 0.0, float("nan"), float("inf")])
+def test_non_positive_threshold_is_rejected_naming_the_field(v_threshold):
+    """V_th <= 0 fires at rest and trains to chance: rejected at construction, as decay 1.5 is."""
+    with pytest.raises(ValueError, match=r"LIFNode: v_threshold \(firing threshold\) must be a finite number > 0"):
+        LIFNode(decay=0.5, v_threshold=v_threshold)
+    with pytest.raises(ValueError, match=r"IFNode: v_threshold"):
+        IFNode(v_threshold=v_threshold, learnable_threshold=True)
+    with pytest.raises(ValueError, match=rf"v_threshold .* got {v_threshold}"):
+        build_neuron_factory({"type": "lif", "decay": 0.25, "v_threshold": v_threshold})  # a config's neuron spec
 
 
 def test_bf16_inputs_keep_fp32_membrane():
