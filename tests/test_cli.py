@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from lightning_snn.cli import build_cli
 
@@ -112,7 +111,6 @@ def test_main_called_from_python_gives_no_args_warning():
 
 def test_quickstart_reaches_95_percent_on_real_digits(tmp_path):
     """The README's quickstart, on scikit-learn's real handwritten digits: >= 95% test accuracy."""
-    torch.set_num_threads(2)
     cli = build_cli(["fit", "--config", str(QUICKSTART), "--trainer.default_root_dir", str(tmp_path),
                      "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"])
     acc = float(cli.trainer.callback_metrics["test/acc"])

@@ -62,6 +62,9 @@ def test_config_fast_dev_run(config: Path, tmp_path: Path):
         "--trainer.logger", "false",
         "--trainer.default_root_dir", str(tmp_path / "run"),
         "--data.init_args.batch_size", "2",  # two samples: BN statistics still exist (T x 2 per channel)
+        # no worker processes for one tiny batch: forking 4 workers per loader cost more than the run itself
+        # (worker loading is tested in tests/data/, e.g. test_event_cache.py)
+        "--data.init_args.num_workers", "0",
     ]
     if name != "DigitsDataModule":
         args += ["--data.init_args.root", str(tmp_path / "data")]

@@ -24,7 +24,6 @@ def test_qat_8_and_4_bit_accuracy_on_digits(tmp_path):
     repository does (``main.py ... -q --resume --bit {8,4}``); the quantized models lose <= 1 / <= 3 points."""
     import copy
 
-    torch.set_num_threads(2)
     L.seed_everything(0)
     fp32_model = BPTT(backbone="mnistnet", num_classes=10, input_shape=(1, 8, 8), T=4, neuron=STBP_LIF,
                       backbone_kwargs={"channels": [16, 32], "hidden": 128, "spiking_output": False})
