@@ -399,9 +399,19 @@ def _fmt(value: Any, width: int = 38) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
+def _mirrors(official: Mapping[str, Any]) -> str:
+    """``repo@commit``, or what a config that mirrors no official command adapts."""
+    if official["repository"]:
+        return f"{official['repository']}@{str(official['commit'] or '')[:8]}"
+    adapts = official.get("adapts") or {}
+    if adapts:
+        return f"no official command (adapts {adapts.get('repository')}@{str(adapts.get('commit') or '')[:8]})"
+    return "no official command"
+
+
 def _print_comparison(config: str, card: Mapping[str, Any], findings: Sequence[Finding]) -> None:
     official = card["official"]
-    print(f"{config}: mirrors {official['repository']}@{official['commit']}")
+    print(f"{config}: mirrors {_mirrors(official)}")
     print(f"  {official['command']}")
     print(f"  published: {official['published']}\n")
     print(f"{'field':<24} {'official':<38} {'this config':<38} status")
@@ -416,15 +426,14 @@ def _print_comparison(config: str, card: Mapping[str, Any], findings: Sequence[F
 
 def _markdown_row(config: Path, card: Mapping[str, Any], findings: Sequence[Finding]) -> str:
     official = card["official"]
-    repo = official["repository"] or "none"
-    commit = str(official["commit"] or "")[:8]
+    mirrors = _mirrors(official)
     declared = [f.field for f in findings if f.status in ("declared", "unchecked")]
     bad = [f"{f.field} ({f.status})" for f in findings if not f.ok]
     matched = sum(f.status == "match" for f in findings)
     cell = ", ".join(f"`{d}`" for d in declared) or "none"
     if bad:
         cell += "; PROBLEMS: " + ", ".join(bad)
-    return f"| `{config.parent.name}/{config.name}` | {repo}@{commit} | {official['published']} | {matched} | {cell} |"
+    return f"| `{config.parent.name}/{config.name}` | {mirrors} | {official['published']} | {matched} | {cell} |"
 
 
 def recipe_main(argv: Sequence[str]) -> int:
