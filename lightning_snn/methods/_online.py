@@ -104,12 +104,16 @@ class OnlineThroughTime(SpikingClassifier):
 
     # -------------------------------------------------------------------------------------- loss
     def step_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """``(1 - λ)·CE(O_t, y) + λ·MSE(O_t, ŷ)`` of one step's output ``[B, K]`` (not yet divided by T)."""
-        ce = F.cross_entropy(output, target, label_smoothing=self.label_smoothing)
+        """``(1 - λ)·CE(O_t, y) + λ·MSE(O_t, ŷ)`` of one step's output ``[B, K]`` (not yet divided by T).
+
+        ``target`` is ``[B]`` labels or ``[B, K]`` Mixup soft targets; a soft target is its own one-hot goal and
+        comes smoothed already (the method's ``label_smoothing`` applies to hard labels only)."""
+        soft = target.is_floating_point()
+        ce = F.cross_entropy(output, target, label_smoothing=0.0 if soft else self.label_smoothing)
         if self.tet_lambda == 0.0:
             return ce
         if self.mse_target == "onehot":
-            goal = F.one_hot(target, output.shape[-1]).to(output.dtype)
+            goal = target.to(output.dtype) if soft else F.one_hot(target, output.shape[-1]).to(output.dtype)
         else:
             goal = torch.full_like(output, self.phi)
         return (1.0 - self.tet_lambda) * ce + self.tet_lambda * F.mse_loss(output, goal)
@@ -177,6 +181,8 @@ class OnlineThroughTime(SpikingClassifier):
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x, y = batch
+        if self.mixup is not None:
+            x, y = self.mixup(x, y, self.current_epoch)
         optimizers = self.optimizers()
         opts = optimizers if isinstance(optimizers, list) else [optimizers]
 
@@ -193,7 +199,7 @@ class OnlineThroughTime(SpikingClassifier):
             update()
         with torch.no_grad():
             loss = self.compute_loss(outputs, y)
-        self.train_acc(self.readout(outputs), y)
+        self.train_acc(self.readout(outputs), y.argmax(-1) if y.is_floating_point() else y)
         self.log("train/loss", loss, prog_bar=True, sync_dist=False)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         self.log("lr", opts[0].param_groups[0]["lr"], on_step=False, on_epoch=True)
