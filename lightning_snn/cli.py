@@ -231,7 +231,7 @@ def build_cli(
     )
 
 
-def export_main(argv: Sequence[str]) -> tuple[Path, Path]:
+def export_main(argv: Sequence[str], parser_kwargs: dict[str, Any] | None = None) -> tuple[Path, Path]:
     """``lightning-snn export``: write the integer weights of a quantization-aware-trained checkpoint.
 
     The model is the checkpoint's (its recorded hyper-parameters; the config(s) of the training run must list
@@ -239,7 +239,8 @@ def export_main(argv: Sequence[str]) -> tuple[Path, Path]:
     notice; any other field that differs from the checkpoint is an error naming it), the checkpoint is loaded
     with ``weights_only=True``, and
     :func:`lightning_snn.quantization.export_quantized` writes ``<out>.safetensors`` + ``<out>.json``
-    (and ``<out>.nir`` with ``--nir``). Further ``--section.key value`` overrides are passed to the config.
+    (and ``<out>.nir`` with ``--nir``). Further ``--section.key value`` overrides are passed to the config;
+    ``parser_kwargs`` go to the config parser (``main`` uses them to report configuration errors briefly).
     """
     import argparse
 
@@ -255,7 +256,7 @@ def export_main(argv: Sequence[str]) -> tuple[Path, Path]:
     cli_args = [a for c in ns.config for a in ("--config", c)] + overrides + ["--trainer.logger", "false"]
     ckpt = Path(ns.ckpt_path)
     state = load_checkpoint(ckpt)
-    cli = build_cli(cli_args, run=False, model_checkpoint=ckpt)
+    cli = build_cli(cli_args, run=False, model_checkpoint=ckpt, parser_kwargs=dict(parser_kwargs or {}))
     qat = [cb for cb in cli.trainer.callbacks if isinstance(cb, QuantizationAwareTraining)]
     if not qat:
         raise SystemExit(f"lightning-snn export: {ns.config} has no QuantizationAwareTraining callback under trainer.callbacks")
@@ -350,7 +351,7 @@ def _config_error_reason(err: BaseException) -> str:
 
 def _is_config_error(err: BaseException) -> bool:
     """An error raised while LightningCLI parsed the arguments or built model, data and trainer from them."""
-    if isinstance(err, ArgumentError):
+    if isinstance(err, (ArgumentError, CheckpointConfigError)):
         return True
     tb = err.__traceback__
     while tb is not None:
@@ -373,9 +374,6 @@ def main(args: Sequence[str] | None = None) -> None:
         # main hands LightningCLI one argument list, resolved from one source: LightningCLI's warning about `args`
         # given while sys.argv also holds arguments (which it is whenever the console script runs) does not apply
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended to run from within Python")
-        if argv and argv[0] == "export":
-            export_main(argv[1:])
-            return
         if argv and argv[0] == "recipe":
             from .recipe import recipe_main
             raise SystemExit(recipe_main(argv[1:]))
@@ -383,11 +381,14 @@ def main(args: Sequence[str] | None = None) -> None:
         if not full:  # raise ArgumentError instead of printing the usage text and exiting
             parser_kwargs = {"exit_on_error": False, **{sub: {"exit_on_error": False} for sub in SpikingCLI.subcommands()}}
         try:
+            if argv and argv[0] == "export":  # no subcommands below it: only the top-level parser's setting applies
+                export_main(argv[1:], parser_kwargs={} if full else {"exit_on_error": False})
+                return
             build_cli(None if args is None else argv, parser_kwargs=parser_kwargs)
         except Exception as err:
             if full or not _is_config_error(err):
                 raise
-            sub = argv[0] if argv and argv[0] in SpikingCLI.subcommands() else ""
+            sub = argv[0] if argv and argv[0] in (*SpikingCLI.subcommands(), "export") else ""
             prog = f"lightning-snn {sub}".strip()
             print(f"{prog}: configuration error: {_config_error_reason(err)}\n"
                   f"  (options: {prog} --help; full error text: {FULL_ERRORS_ENV}=1)", file=sys.stderr)

@@ -84,7 +84,7 @@ def test_nir_rejects_residual_backbones():
         to_nir(qat_model(8, backbone="resnet19", backbone_kwargs={}).backbone, (1, 8, 8))
 
 
-def test_export_command_from_a_qat_checkpoint(tmp_path):
+def test_export_command_from_a_qat_checkpoint(tmp_path, capsys):
     """`lightning-snn export` rebuilds the model from the config and writes the integer export + NIR."""
     import lightning as L
 
@@ -107,12 +107,15 @@ def test_export_command_from_a_qat_checkpoint(tmp_path):
     with torch.no_grad():
         assert torch.equal(reloaded(x), cli.model(x))
     assert isinstance(L, object)
-    # the checkpoint defines the model: a config whose threshold differs from training is an error naming it
-    from lightning_snn.cli import CheckpointConfigError
-
-    with pytest.raises(CheckpointConfigError, match=r"model.init_args.neuron.v_threshold: the config gives 0.5"):
-        main(["export", *args, "--model.init_args.neuron.v_threshold", "0.5", "--ckpt_path", str(ckpt),
-              "--out", str(tmp_path / "out" / "wrong")])
+    # the checkpoint defines the model: a config whose threshold differs from training is an error naming it,
+    # reported like every configuration error of the console script (reason first, exit status 2)
+    for extra, reason in ((["--model.init_args.neuron.v_threshold", "0.5"], "model.init_args.neuron.v_threshold: the config gives 0.5"),
+                          (["--trainer.max_epochz", "3"], "max_epochz")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["export", *args, *extra, "--ckpt_path", str(ckpt), "--out", str(tmp_path / "out" / "wrong")])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-2].startswith("lightning-snn export: configuration error: ") and reason in err[-2], err
     assert not (tmp_path / "out" / "wrong.json").exists()
 
 
