@@ -1,6 +1,9 @@
 """Mixup / CutMix: images and event frames, one λ over T, soft-target losses, the switch-off epoch."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -71,8 +74,7 @@ def test_training_step_mixes_and_scores_against_the_dominant_label():
     assert torch.isfinite(loss)
 
 
-SHARED_DATA = __import__("pathlib").Path(__import__("os").environ.get(
-    "LIGHTNING_SNN_SHARED_DATA", __import__("pathlib").Path(__file__).resolve().parents[3] / "shared" / "data"))
+SHARED_DATA = Path(os.environ.get("LIGHTNING_SNN_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 
 
 @pytest.mark.slow
@@ -84,7 +86,7 @@ def test_mixup_and_warmup_train_as_well_on_real_mnist(tmp_path):
         pytest.skip(f"real MNIST not found under {SHARED_DATA} (set LIGHTNING_SNN_SHARED_DATA); a user's clone has none")
     from lightning_snn.cli import build_cli
 
-    base = ["--config", str(__import__("pathlib").Path(__file__).parents[2] / "configs" / "stbp" / "mnist_mnistnet.yaml"),
+    base = ["--config", str(Path(__file__).parents[2] / "configs" / "stbp" / "mnist_mnistnet.yaml"),
             "--data.init_args.root", str(SHARED_DATA), "--trainer.max_epochs", "3", "--trainer.logger", "false",
             "--trainer.callbacks", "[]", "--trainer.enable_checkpointing", "false", "--trainer.enable_progress_bar", "false",
             "--trainer.default_root_dir", str(tmp_path), "--model.init_args.backbone_kwargs", "{spiking_output: false}",
