@@ -14,7 +14,10 @@ import warnings
 import pytest
 import torch
 
-from lightning_snn.neurons import ATan, BaseNode, IFNode, LIFNode, Rectangular, Sigmoid, build_neuron_factory, reset_states
+from lightning_snn.neurons import (
+    ATan, BaseNode, Erf, IFNode, LIFNode, PiecewiseQuadratic, Rectangular, Sigmoid, build_neuron_factory, reset_states,
+)
+from lightning_snn.neurons.backends import BACKENDS, get_backend
 from lightning_snn.neurons.backends import inductor as inductor_backend
 from lightning_snn.neurons.backends import triton as triton_backend
 
@@ -83,7 +86,10 @@ SWEEP = [
 @pytest.mark.slow
 @pytest.mark.parametrize("kind,kw", SWEEP)
 @pytest.mark.parametrize("detach_reset", [False, True])
-@pytest.mark.parametrize("surrogate", [Rectangular(1.0), Sigmoid(4.0), ATan(2.0)], ids=["rect", "sigmoid", "atan"])
+@pytest.mark.parametrize(
+    "surrogate", [Rectangular(1.0), Sigmoid(4.0), ATan(2.0), PiecewiseQuadratic(1.0), Erf(2.0)],
+    ids=["rect", "sigmoid", "atan", "pq", "erf"],
+)
 @pytest.mark.parametrize("learnable", [False, True], ids=["fixed-th", "learnable-th"])
 def test_inductor_matches_torch_sweep(kind, kw, detach_reset, surrogate, learnable):
     _compare(kind, "inductor", surrogate=surrogate, detach_reset=detach_reset, learnable_threshold=learnable, **kw)
@@ -124,7 +130,14 @@ def test_inductor_single_step_mode_is_the_plain_autograd_path():
     assert torch.equal(a(x), b(x)) and torch.equal(a(x), b(x))
 
 
-# ------------------------------------------------------------------------------------ errors, specs
+# ------------------------------------------------------------------------------------ registry, errors, specs
+def test_registry_names_every_backend_module():
+    assert BACKENDS == ("torch", "inductor", "triton")
+    for name in BACKENDS:  # importable on the CPU (the Triton kernels are imported on first use)
+        module = get_backend(name)
+        assert callable(module.check) and callable(module.multi_step)
+
+
 def test_unknown_and_unavailable_backends_raise_clear_errors():
     with pytest.raises(ValueError, match="unknown neuron backend 'numba'.*'torch', 'inductor', 'triton'"):
         LIFNode(decay=0.5, backend="numba")
@@ -160,6 +173,8 @@ def test_triton_maps_leak_factor_onto_time_constant():
         pytest.param("if", dict(v_reset=None, surrogate=Sigmoid(4.0)), id="IF-subtract-sigmoid"),
         pytest.param("lif", dict(decay=0.75, v_reset=0.0, surrogate=ATan(2.0), detach_reset=True), id="LIF-decay-atan"),
         pytest.param("lif", dict(tau=2.0, decay_input=True, v_reset=-0.1, surrogate=Sigmoid(4.0)), id="LIF-tau-decay-input"),
+        pytest.param("lif", dict(decay=0.5, v_reset=None, surrogate=PiecewiseQuadratic(1.5)), id="LIF-pq"),
+        pytest.param("if", dict(v_reset=0.0, surrogate=Erf(2.0)), id="IF-erf"),
     ],
 )
 def test_triton_function_plumbing_with_spikingjelly_cpu_operators(monkeypatch, kind, kw):
@@ -221,7 +236,9 @@ def test_factory_spec_selects_backend():
     ],
 )
 @pytest.mark.parametrize("detach_reset", [False, True])
-@pytest.mark.parametrize("surrogate", [Sigmoid(4.0), ATan(2.0)], ids=["sigmoid", "atan"])
+@pytest.mark.parametrize(
+    "surrogate", [Sigmoid(4.0), ATan(2.0), PiecewiseQuadratic(1.0), Erf(2.0)], ids=["sigmoid", "atan", "pq", "erf"]
+)
 def test_triton_matches_torch_on_cuda(kind, kw, detach_reset, surrogate):
     # SpikingJelly's kernels write λ·(V - c) as V - (V - c)/τ: equal up to float rounding, so spikes can only
     # differ where H lies within a few ulps of V_th (vanishingly unlikely for these random inputs); gradients

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from lightning_snn.backbones import create_backbone
-from lightning_snn.neurons import ATan, PLIFNode, Sigmoid, build_neuron_factory, reset_states
+from lightning_snn.neurons import ATan, Erf, PLIFNode, Rectangular, Sigmoid, build_neuron_factory, reset_states
+from lightning_snn.neurons.backends import triton as triton_backend
 
 
 def _unrolled_plif(x_seq, w, th, v_reset, decay_input, detach_reset, alpha):
@@ -144,9 +145,55 @@ def test_selectable_by_name_in_specs_and_backbones():
     assert plifs and len(ws) == len(plifs)
 
 
-def test_triton_refuses_a_learnable_leak():
-    with pytest.raises(ValueError, match="learnable leak"):
-        PLIFNode(backend="triton")
+def test_triton_refuses_what_the_plif_kernels_do_not_implement():
+    with pytest.raises(ValueError, match="surrogate Rectangular"):
+        PLIFNode(backend="triton", surrogate=Rectangular(1.0))
+    with pytest.raises(ValueError, match="learnable_threshold"):
+        PLIFNode(backend="triton", learnable_threshold=True)
+    assert triton_backend.config(PLIFNode(backend="triton", decay_input=False))[:2] == ("plif", False)
+
+
+@pytest.mark.parametrize("v_reset", [None, -0.1])
+@pytest.mark.parametrize("decay_input", [True, False])
+def test_triton_plif_plumbing_with_spikingjelly_cpu_operators(monkeypatch, v_reset, decay_input):
+    """The Triton PLIF Function and the neuron -> kernel mapping, run on the CPU by substituting
+    SpikingJelly's CPU implementation of the same operator (same signature and equations)."""
+    from spikingjelly._ops.plif import cpu as plif_cpu
+
+    monkeypatch.setattr(triton_backend, "_plif_kernels", lambda: plif_cpu)
+    torch.manual_seed(6)
+    x = torch.randn(6, 4, 5) + 0.4
+    kw = dict(init_tau=1.5, decay_input=decay_input, v_reset=v_reset, surrogate=Erf(2.0))
+    node, ref = PLIFNode(backend="triton", **kw), PLIFNode(**kw)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    v0 = torch.full_like(x[0], 0.0 if v_reset is None else v_reset)
+    s, v = triton_backend._TritonPLIF.apply(xa, v0, node.w, triton_backend.config_cached(node))
+    s_ref = ref(xb)
+    weights = torch.linspace(-1.0, 1.0, s.numel()).reshape(s.shape)
+    ((s * weights).sum() + 0.3 * v.sum()).backward()
+    ((s_ref * weights).sum() + 0.3 * ref.v.sum()).backward()
+    assert torch.equal(s, s_ref)
+    torch.testing.assert_close(v, ref.v, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(xa.grad, xb.grad, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(node.w.grad, ref.w.grad, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("backend", ["inductor", "triton"])
+@pytest.mark.parametrize("v_reset", [None, 0.0])
+def test_gpu_backends_match_torch(backend, v_reset):
+    torch.manual_seed(7)
+    x = torch.randn(8, 4, 300, device="cuda") + 0.4
+    out = []
+    for name in ("torch", backend):
+        node = PLIFNode(v_reset=v_reset, surrogate=ATan(2.0), backend=name).cuda()
+        xi = x.clone().requires_grad_()
+        s = node(xi)
+        ((s * torch.linspace(-1, 1, s.numel(), device="cuda").reshape(s.shape)).sum() + node.v.sum()).backward()
+        out.append((s.detach(), node.v.detach(), xi.grad, node.w.grad))
+    assert torch.equal(out[0][0], out[1][0])
+    for a, b in zip(out[0][1:], out[1][1:]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.slow

@@ -1,15 +1,16 @@
 """Backend ``"triton"``: SpikingJelly's fused Triton kernels (CUDA tensors only).
 
-Used only where the kernels compute exactly this neuron: IF, or LIF with λ = 1 - 1/τ for a τ > 1 (from
-``tau`` or ``decay`` in (0, 1)), the sigmoid, arc-tangent, piecewise-quadratic or erf surrogate (the
+Used only where the kernels compute exactly this neuron: IF, LIF with λ = 1 - 1/τ for a τ > 1 (from
+``tau`` or ``decay`` in (0, 1)), or PLIF (its own kernels, which also return ∂L/∂w), the sigmoid, arc-tangent, piecewise-quadratic or erf surrogate (the
 kernels' surrogate ids 0, 1, 2, 6), and a fixed threshold. Anything else (the rectangular surrogate,
-``decay=0``, a learnable threshold or leak, a custom surrogate) raises a ``ValueError`` naming the
+``decay=0``, a learnable threshold, a learnable leak other than PLIF's, a custom surrogate) raises a ``ValueError`` naming the
 unsupported combination, when the neuron is built. The kernels are imported on first use, so this
 module imports on machines without triton or CUDA. SpikingJelly 2.x has no CuPy kernels any more, so
 there is no ``"cupy"``.
 """
 from __future__ import annotations
 
+import importlib
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -25,22 +26,28 @@ __all__ = ["check", "config", "config_cached", "multi_step"]
 #: our surrogate kinds -> SpikingJelly's kernel surrogate ids (spikingjelly._ops.surrogate._SURROGATE_IDS)
 SURROGATE_IDS: dict[str, int] = {"sigmoid": 0, "atan": 1, "pq": 2, "erf": 6}
 
-TritonConfig = tuple[float | None, bool, float, float | None, bool, int, float]
+#: (τ, None for IF or "plif", decay_input, v_threshold, v_reset, detach_reset, surrogate id, alpha)
+TritonConfig = tuple[float | str | None, bool, float, float | None, bool, int, float]
 
 
 def _triton_kernels(integrate_only: bool) -> Any:
     """SpikingJelly's Triton IF or LIF kernels (imported lazily: they need triton and a CUDA device)."""
+    return _import_kernels("if_" if integrate_only else "lif")
+
+
+def _plif_kernels() -> Any:
+    """SpikingJelly's Triton PLIF kernels (imported lazily)."""
+    return _import_kernels("plif")
+
+
+def _import_kernels(neuron: str) -> Any:
     try:
-        if integrate_only:
-            from spikingjelly._ops.if_ import triton as kernels
-        else:
-            from spikingjelly._ops.lif import triton as kernels
+        return importlib.import_module(f"spikingjelly._ops.{neuron}.triton")
     except Exception as err:  # ImportError of triton, or of the kernel module
         raise RuntimeError(
             f"neuron backend 'triton' needs triton and SpikingJelly's Triton kernels "
-            f"(spikingjelly._ops.{'if_' if integrate_only else 'lif'}.triton): {type(err).__name__}: {err}"
+            f"(spikingjelly._ops.{neuron}.triton): {type(err).__name__}: {err}"
         ) from err
-    return kernels
 
 
 class _TritonMultiStepNeuron(torch.autograd.Function):
@@ -85,6 +92,44 @@ class _TritonMultiStepNeuron(torch.autograd.Function):
         return gx.to(x_dtype), gv0.to(v_dtype), None
 
 
+class _TritonPLIF(torch.autograd.Function):
+    """Multi-step PLIF through SpikingJelly's fused Triton PLIF kernels.
+
+    They charge ``H = V + (X - (V - c))·q`` (``decay_input``) or ``H = V - (V - c)·q + X`` with
+    ``q = sigmoid(w)`` (:mod:`lightning_snn.neurons.plif`) and return ``∂L/∂w`` themselves; the backward
+    needs the input and the initial membrane besides ``H``. ``cfg`` is :func:`config`'s tuple with
+    ``"plif"`` in place of τ.
+    """
+
+    @staticmethod
+    def forward(ctx, x_seq, v_init, w, cfg):
+        _, decay_input, th, v_reset, detach_reset, sid, alpha = cfg
+        v0 = v_init.to(torch.float32).contiguous()
+        x = x_seq.contiguous()
+        s_seq, v, h_seq = _plif_kernels()._forward_impl(x, v0, w, decay_input, th, v_reset, detach_reset, alpha, False, sid)
+        ctx.save_for_backward(x, v0, w, h_seq)
+        ctx.cfg = cfg
+        ctx.v_dtype = v_init.dtype
+        return s_seq, v
+
+    @staticmethod
+    def backward(ctx, grad_s_seq, grad_v_last):
+        x, v0, w, h_seq = ctx.saved_tensors
+        _, decay_input, th, v_reset, detach_reset, sid, alpha = ctx.cfg
+        gs = (torch.zeros_like(x) if grad_s_seq is None else grad_s_seq.to(x.dtype)).contiguous()
+        gv = (torch.zeros_like(v0) if grad_v_last is None else grad_v_last.to(torch.float32)).contiguous()
+        gx, gv0, gw = _plif_kernels()._backward_impl(
+            gs, gv, x, v0, w, h_seq, decay_input, th, v_reset, detach_reset, alpha, False, sid
+        )
+        return gx, gv0.to(ctx.v_dtype), gw.reshape(w.shape).to(w.dtype), None
+
+
+def _is_plif(node: BaseNode) -> bool:
+    from ..plif import PLIFNode  # here: plif.py imports the nodes that import the backends
+
+    return type(node) is PLIFNode
+
+
 def config(node: BaseNode) -> TritonConfig:
     """Map ``node`` onto SpikingJelly's Triton kernels, or raise ``ValueError`` naming what differs.
 
@@ -97,10 +142,11 @@ def config(node: BaseNode) -> TritonConfig:
             f"{name}: backend 'triton' does not support learnable_threshold=True (SpikingJelly's kernels take a "
             "fixed float threshold and return no threshold gradient); use backend 'torch' or 'inductor'"
         )
-    if isinstance(node.decay, torch.Tensor) or isinstance(node.input_scale, torch.Tensor):
+    plif = _is_plif(node)
+    if not plif and (isinstance(node.decay, torch.Tensor) or isinstance(node.input_scale, torch.Tensor)):
         raise ValueError(
-            f"{name}: backend 'triton' does not support a learnable leak (the IF/LIF kernels take a fixed τ); "
-            "use backend 'torch' or 'inductor'"
+            f"{name}: backend 'triton' does not support a learnable leak other than PLIF's (the IF/LIF kernels "
+            "take a fixed τ); use backend 'torch' or 'inductor'"
         )
     kind, alpha = surrogate_key(node.surrogate)
     sid = SURROGATE_IDS.get(kind)
@@ -110,6 +156,8 @@ def config(node: BaseNode) -> TritonConfig:
             "(SpikingJelly's fused kernels implement Sigmoid, ATan, PiecewiseQuadratic and Erf among ours, not the "
             "rectangular window); use backend 'torch' or 'inductor'"
         )
+    if plif:
+        return "plif", node.decay_input, float(node.v_threshold), node.v_reset, bool(node.detach_reset), sid, alpha
     decay, k = float(node.decay), float(node.input_scale)
     if decay == 1.0:
         if k != 1.0:
@@ -139,7 +187,9 @@ def config_cached(node: BaseNode) -> TritonConfig:
     """:func:`config`, recomputed only when the threshold tensor (its version counter or storage) or
     another setting changed: reading a CUDA threshold as a float synchronises the device."""
     th = node.v_threshold
-    key = (th._version, th.data_ptr(), id(node.surrogate), node.detach_reset, node.v_reset, node.decay, node.input_scale)
+    leak = tuple(p if isinstance(p, float) else None for p in (node.decay, node.input_scale))  # PLIF: w, not cfg
+    key = (th._version, th.data_ptr(), id(node.surrogate), node.detach_reset, node.v_reset, *leak,
+           getattr(node, "decay_input", None))
     cached = getattr(node, "_triton_cache", None)
     if cached is None or cached[0] != key:
         cached = (key, config(node))
@@ -162,4 +212,7 @@ def multi_step(node: BaseNode, x_seq: torch.Tensor, v0: torch.Tensor) -> tuple[t
         )
     if x_seq.dtype not in (torch.float32, torch.float16, torch.bfloat16):
         raise ValueError(f"{name}: neuron backend 'triton' takes float32/float16/bfloat16 inputs, got {x_seq.dtype}")
-    return _TritonMultiStepNeuron.apply(x_seq, v0, config_cached(node))
+    cfg = config_cached(node)
+    if cfg[0] == "plif":
+        return _TritonPLIF.apply(x_seq, v0, node.w, cfg)
+    return _TritonMultiStepNeuron.apply(x_seq, v0, cfg)
