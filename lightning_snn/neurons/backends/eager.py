@@ -7,11 +7,17 @@ of its BPTT sweep (:func:`backward_loop`), for every neuron of :mod:`lightning_s
     S[t] = Θ(H[t] - V_th)
     V[t] = H[t] - S[t]·V_th                      (v_reset=None)   or   H[t]·(1 - S[t]) + v_reset·S[t]
 
-The ``"torch"`` backend runs them eagerly inside :class:`_MultiStepNeuron`; the ``"inductor"`` backend
-compiles the same two functions with ``torch.compile``. Both are written as plain out-of-place tensor
-code over ``[T, N]`` tensors so that dynamo can trace them; run eagerly they are also faster on the CPU
-than the former in-place eager sweep (``benchmarks/neuron_backends.py``: forward + backward of
-``[8, 64, 128, 8, 8]``, see ``benchmarks/results/neuron_backends.json``), so one statement serves both.
+The BPTT sweep has one statement, :func:`backward_loop`: the ``"torch"`` backend runs it eagerly
+inside :class:`_MultiStepNeuron` and the ``"inductor"`` backend compiles it. The forward recursion has
+two, on purpose: :func:`forward_loop` is plain out-of-place tensor code that dynamo can trace (what
+``"inductor"`` compiles), and :func:`sweep` writes ``H[t]`` and ``S[t]`` in place into preallocated
+buffers (what ``"torch"`` runs, and the online neurons and the no-gradient evaluation pass reuse). Run
+eagerly on the CPU, the out-of-place loop allocates several ``[N]`` tensors per step and is about 2x
+slower than the in-place sweep without gradients (``[8, 64, 128, 8, 8]``, one thread), far over the
+5% a single statement may cost; the in-place form cannot be traced by ``torch.compile``. Both are
+checked against each other by the backend tests (identical spikes). Against the former eager
+Function (in-place forward, a backward that evaluated σ' for all steps at once), forward + backward is
+now 2-3x faster on the CPU: ``benchmarks/neuron_backends.py``, ``benchmarks/results/neuron_backends.json``.
 
 The leak λ and the input scale k are Python floats for IF/LIF and 0-d tensors for neurons that learn
 them (PLIF, :mod:`lightning_snn.neurons.plif`); for a tensor the sweep also returns
@@ -84,11 +90,12 @@ def forward_loop(
     v_reset: float | None,
     keep_h: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """The recursion of the module docstring over ``T`` steps (no autograd graph wanted).
+    """The recursion of the module docstring over ``T`` steps, out of place (what ``"inductor"`` compiles).
 
     ``x``: ``[T, N]`` in the compute dtype, ``v``: ``[N]``, ``th``: 0-d. Returns ``(S, H or None, V[T])``;
     ``keep_h=False`` (nothing to differentiate) does not keep H. Under ``torch.compile`` T and the
-    configuration are constants, so the loop unrolls into a few fused kernels.
+    configuration are constants, so the loop unrolls into a few fused kernels. Same arithmetic, term by
+    term, as the in-place :func:`sweep` that the eager backend runs.
     """
     c = 0.0 if v_reset is None else v_reset
     hs = []
@@ -193,11 +200,6 @@ def backward_loop(
     )
 
 
-# The spike outputs are returned through ``.detach()``: an alias that is not a view of the [T, N] buffer, so
-# that a view taken by the next layer keeps the announced spike tensor itself alive (compression.py matches
-# saved tensors against it).
-
-
 def _as_compute(value: Scalar, dtype: torch.dtype) -> Scalar:
     return value.to(dtype) if isinstance(value, torch.Tensor) else float(value)
 
@@ -208,62 +210,80 @@ def _grad_of(value: Scalar, grad: torch.Tensor | None) -> torch.Tensor | None:
     return grad.reshape(value.shape).to(value.dtype)
 
 
-class _MultiStepNeuron(torch.autograd.Function):
-    """Fused multi-step neuron: forward over T without a graph, backward by one reverse sweep (BPTT).
+def sweep(
+    x_seq: torch.Tensor, v_init: torch.Tensor, v_threshold: torch.Tensor, decay: Scalar, input_scale: Scalar,
+    v_reset: float | None, keep_h: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """The recursion of the module docstring over ``x_seq [T, B, ...]`` in the compute dtype, in place.
 
-    Saves ``H`` (plus the input and the initial membrane where a learnable λ or k needs them).
+    Same arithmetic as :func:`forward_loop` (module docstring: why there are two). Returns
+    ``(S, H or None, V[T])`` with S and H in the compute dtype. ``keep_h=False`` (nothing to
+    differentiate: evaluation, Rate-BP's spike pass, IDE's simulation) writes every ``H[t]`` into one
+    buffer instead of keeping the ``[T, ...]`` tensor. Runs without an autograd graph.
     """
+    compute_dtype = torch.promote_types(x_seq.dtype, torch.float32)
+    with torch.no_grad():
+        x = x_seq.to(compute_dtype)
+        th = v_threshold.to(compute_dtype)
+        decay, input_scale = _as_compute(decay, compute_dtype), _as_compute(input_scale, compute_dtype)
+        c = 0.0 if v_reset is None else v_reset
+        v = v_init.to(compute_dtype)
+        if not _is_one(input_scale):
+            x = x * input_scale
+        h_seq = torch.empty_like(x) if keep_h else None
+        h_buf = None if keep_h else torch.empty_like(x[0])
+        s_seq = torch.empty_like(x)
+        for t in range(x.shape[0]):
+            h = h_seq[t] if h_seq is not None else h_buf
+            if _is_one(decay):
+                torch.add(x[t], v, out=h)
+            elif c == 0.0:
+                torch.mul(v, decay, out=h).add_(x[t])
+            else:
+                torch.sub(v, c, out=h).mul_(decay).add_(c).add_(x[t])
+            s = s_seq[t]
+            torch.ge(h, th, out=s)
+            # V[t], a new tensor (never h); the hard reset as products (see forward_loop)
+            if v_reset is None:
+                v = h - s * th
+            else:
+                v = h * (1.0 - s)
+                if v_reset != 0.0:
+                    v.add_(s, alpha=v_reset)
+    return s_seq, h_seq, v
+
+
+class _MultiStepNeuron(torch.autograd.Function):
+    """Fused multi-step neuron: forward by :func:`sweep` without a graph, backward by one reverse sweep
+    (:func:`backward_loop`, BPTT). Saves ``H`` (plus the input and the initial membrane where a learnable
+    λ or k needs them)."""
 
     @staticmethod
     def forward(ctx, x_seq, v_init, v_threshold, decay, input_scale, v_reset, surrogate, detach_reset):
-        compute_dtype = torch.promote_types(x_seq.dtype, torch.float32)
-        T = x_seq.shape[0]
-        x = x_seq.to(compute_dtype).reshape(T, -1)
-        v0 = v_init.to(compute_dtype).reshape(-1)
-        lam, k = _as_compute(decay, compute_dtype), _as_compute(input_scale, compute_dtype)
-        s_seq, h_seq, v = forward_loop(
-            x, v0, v_threshold.to(compute_dtype), T=T, decay=lam, input_scale=k, v_reset=v_reset
-        )
+        s_seq, h_seq, v = sweep(x_seq, v_init, v_threshold, decay, input_scale, v_reset, keep_h=True)
         need = ctx.needs_input_grad
-        ctx.save_for_backward(h_seq, v_threshold, x if need[4] else None, v0 if need[3] else None)
-        ctx.cfg = (decay, input_scale, v_reset, surrogate, detach_reset, x_seq.dtype, v_init.dtype, x_seq.shape)
-        return s_seq.reshape(x_seq.shape).to(x_seq.dtype).detach(), v.reshape(v_init.shape)
+        x = x_seq.to(h_seq.dtype) if need[4] else None
+        v0 = v_init.to(h_seq.dtype) if need[3] else None
+        ctx.save_for_backward(h_seq, v_threshold, x, v0)
+        ctx.cfg = (decay, input_scale, v_reset, surrogate, detach_reset, x_seq.dtype, v_init.dtype)
+        return s_seq.to(x_seq.dtype), v
 
     @staticmethod
     def backward(ctx, grad_s_seq, grad_v_last):
         h_seq, v_threshold, x, v0 = ctx.saved_tensors
-        decay, input_scale, v_reset, surrogate, detach_reset, x_dtype, v_dtype, shape = ctx.cfg
+        decay, input_scale, v_reset, surrogate, detach_reset, x_dtype, v_dtype = ctx.cfg
         dtype = h_seq.dtype
-        g_v = torch.zeros_like(h_seq[0]) if grad_v_last is None else grad_v_last.to(dtype).reshape(-1)
+        g_v = torch.zeros_like(h_seq[0]) if grad_v_last is None else grad_v_last.to(dtype)
         grad_x, g_v0, g_th, g_decay, g_scale = backward_loop(
-            grad_s_seq.to(dtype).reshape(h_seq.shape), g_v, h_seq, v_threshold.to(dtype),
+            grad_s_seq.to(dtype), g_v, h_seq, v_threshold.to(dtype),
             T=h_seq.shape[0], decay=_as_compute(decay, dtype), input_scale=_as_compute(input_scale, dtype),
             v_reset=v_reset, detach_reset=bool(detach_reset), kind="other", alpha=0.0,
             want_th=bool(ctx.needs_input_grad[2]), x=x, v_init=v0, surrogate=surrogate,
         )
         return (
-            grad_x.reshape(shape).to(x_dtype), g_v0.reshape(shape[1:]).to(v_dtype), _grad_of(v_threshold, g_th),
+            grad_x.to(x_dtype), g_v0.to(v_dtype), _grad_of(v_threshold, g_th),
             _grad_of(decay, g_decay), _grad_of(input_scale, g_scale), None, None, None,
         )
-
-
-def sweep(
-    x_seq: torch.Tensor, v_init: torch.Tensor, v_threshold: torch.Tensor, decay: Scalar, input_scale: Scalar,
-    v_reset: float | None, keep_h: bool,
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """:func:`forward_loop` on ``[T, B, ...]`` tensors in the compute dtype (no autograd graph).
-
-    Returns ``(S, H or None, V[T])`` shaped like the input (S and H in the compute dtype).
-    """
-    compute_dtype = torch.promote_types(x_seq.dtype, torch.float32)
-    T = x_seq.shape[0]
-    with torch.no_grad():
-        s, h, v = forward_loop(
-            x_seq.to(compute_dtype).reshape(T, -1), v_init.to(compute_dtype).reshape(-1),
-            v_threshold.to(compute_dtype), T=T, decay=_as_compute(decay, compute_dtype),
-            input_scale=_as_compute(input_scale, compute_dtype), v_reset=v_reset, keep_h=keep_h,
-        )
-    return s.reshape(x_seq.shape), (None if h is None else h.reshape(x_seq.shape)), v.reshape(v_init.shape)
 
 
 def needs_graph(node: BaseNode, x_seq: torch.Tensor, v0: torch.Tensor) -> bool:
@@ -282,7 +302,7 @@ def multi_step(node: BaseNode, x_seq: torch.Tensor, v0: torch.Tensor) -> tuple[t
     """``(spikes [T, B, ...], V[T])`` of ``node`` on ``x_seq`` from the membrane ``v0``."""
     if not needs_graph(node, x_seq, v0):
         s, _, v = sweep(x_seq, v0, node.v_threshold, node.decay, node.input_scale, node.v_reset, keep_h=False)
-        return s.to(x_seq.dtype).detach(), v
+        return s.to(x_seq.dtype), v
     return _MultiStepNeuron.apply(
         x_seq, v0, node.v_threshold, node.decay, node.input_scale, node.v_reset, node.surrogate, node.detach_reset
     )

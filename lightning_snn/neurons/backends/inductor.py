@@ -134,6 +134,8 @@ class _InductorMultiStepNeuron(torch.autograd.Function):
         need = ctx.needs_input_grad
         ctx.save_for_backward(h_seq, v_threshold, x if need[4] else None, v0 if need[3] else None)
         ctx.cfg = (decay, input_scale, v_reset, surrogate, detach_reset, x_seq.dtype, v_init.dtype, x_seq.shape)
+        # detach(): an alias that is not a view of the [T, N] result, so that a view the next layer takes keeps
+        # the announced spike tensor itself alive (compression.py matches saved tensors against it)
         return s_seq.reshape(x_seq.shape).to(x_seq.dtype).detach(), v.reshape(v_init.shape)
 
     @staticmethod
