@@ -98,11 +98,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="[8, 16, 128, 8, 8], 8 repetitions")
     parser.add_argument("--reps", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=None, help="B of [8, B, 128, 8, 8] (default 64, quick 16)")
+    parser.add_argument("--inductor", action="store_true",
+                        help="also time backend 'inductor' in train mode (its first, untimed runs compile)")
     parser.add_argument("--baseline", default=BASELINE_REV, help="git revision of the former nodes.py")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "neuron_backends.json")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
-    T, B = 8, (16 if args.quick else 64)
+    T, B = 8, args.batch_size or (16 if args.quick else 64)
     shape = (T, B, 128, 8, 8)
     reps = args.reps or (8 if args.quick else 20)
     old = load_baseline(args.baseline)
@@ -123,13 +126,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             nodes = {"old": old.LIFNode(surrogate=sg(), **kw), "new": LIFNode(surrogate=sg(), **kw)}
             if kw.get("tau") and kw.get("decay_input"):  # PLIF at the same τ0: the learnable-leak path
                 nodes["plif"] = PLIFNode(init_tau=kw["tau"], v_reset=kw["v_reset"], surrogate=sg())
+            if args.inductor and train:
+                nodes["inductor"] = LIFNode(surrogate=sg(), backend="inductor", **kw)
             times = interleaved({k: step_fn(n, x, grad, train) for k, n in nodes.items()}, reps, warmup=2)
             med = {k: statistics.median(v) for k, v in times.items()}
             for k, node in nodes.items():
                 rec = {
                     "method": f"neuron-{k}", "backbone": "none (one neuron layer)", "T": T, "batch_size": B,
                     "shape": list(shape), "mode": mode, "neuron": label if k != "plif" else f"PLIF init_tau {kw['tau']}",
-                    "backend": "torch", "step_time_s": med[k], "step_times_s": times[k],
+                    "backend": "inductor" if k == "inductor" else "torch", "step_time_s": med[k], "step_times_s": times[k],
                     "peak_mem_bytes": saved_bytes(node, x) if train else 0,
                     "mem_source": "bytes saved for backward by the neuron (saved-tensor hook tally); 0 in eval",
                     "ratio_vs_old": med[k] / med["old"],
@@ -147,8 +152,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "baseline": args.baseline,
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "loadavg": list(os.getloadavg()),
-        "note": "old = nodes.py at the baseline revision (in-place eager sweep); new = neurons/backends/eager.py "
-                "(the one statement shared with the inductor backend); medians of interleaved runs",
+        "note": "old = nodes.py at the baseline revision; new = neurons/backends/eager.py (in-place forward sweep, "
+                "the BPTT sweep shared with the inductor backend); plif = PLIFNode at the same initial tau; "
+                "medians of interleaved runs (order rotated every round)",
         "records": records,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
