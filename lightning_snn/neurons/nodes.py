@@ -151,10 +151,13 @@ class BaseNode(nn.Module):
             stat = torch.stack([total, n])
             self.spike_count = stat if self.spike_count is None else self.spike_count + stat
 
+    def _leak_repr(self) -> str:
+        return f"decay={self.decay:g}"
+
     def extra_repr(self) -> str:
         reset = "subtract" if self.v_reset is None else f"to {self.v_reset}"
         return (
-            f"v_threshold={float(self.v_threshold):g}, decay={self.decay:g}, reset={reset}, "
+            f"v_threshold={float(self.v_threshold):g}, {self._leak_repr()}, reset={reset}, "
             f"detach_reset={self.detach_reset}, step_mode={self.step_mode!r}"
             + ("" if self.backend == "torch" else f", backend={self.backend!r}")
         )

@@ -82,10 +82,5 @@ class PLIFNode(BaseNode):
         """The current membrane time constant τ = 1 / sigmoid(w)."""
         return float(1.0 / torch.sigmoid(self.w.detach()))
 
-    def extra_repr(self) -> str:
-        reset = "subtract" if self.v_reset is None else f"to {self.v_reset}"
-        return (
-            f"tau={self.tau:.4g}, decay_input={self.decay_input}, v_threshold={float(self.v_threshold):g}, "
-            f"reset={reset}, detach_reset={self.detach_reset}, step_mode={self.step_mode!r}"
-            + ("" if self.backend == "torch" else f", backend={self.backend!r}")
-        )
+    def _leak_repr(self) -> str:
+        return f"tau={self.tau:.4g} (learned), decay_input={self.decay_input}"

@@ -130,6 +130,31 @@ def test_inductor_single_step_mode_is_the_plain_autograd_path():
     assert torch.equal(a(x), b(x)) and torch.equal(a(x), b(x))
 
 
+# ------------------------------------------------------------------------ the two forms of the forward
+@pytest.mark.parametrize("v_reset", [None, 0.0, -0.1])
+@pytest.mark.parametrize(
+    "decay,k", [(1.0, 1.0), (0.25, 1.0), (0.5, 0.5), ("tensor", "tensor")], ids=["IF", "LIF", "LIF-tau", "PLIF"]
+)
+def test_in_place_sweep_equals_the_compiled_form_run_eagerly(decay, k, v_reset):
+    """The eager backend's in-place sweep and the out-of-place loop the inductor backend compiles give
+    identical S, H and V (same arithmetic, term by term)."""
+    from lightning_snn.neurons.backends.eager import forward_loop, sweep
+
+    torch.manual_seed(2)
+    x = torch.randn(5, 3, 4) + 0.3
+    v0 = torch.randn(3, 4) * 0.2
+    th = torch.tensor(0.6)
+    if decay == "tensor":  # PLIF's λ = 1 - sigmoid(w), k = sigmoid(w)
+        q = torch.sigmoid(torch.tensor(0.3))
+        decay, k = 1.0 - q, q
+    s1, h1, v1 = sweep(x, v0, th, decay, k, v_reset, keep_h=True)
+    s2, h2, v2 = forward_loop(x.reshape(5, -1), v0.reshape(-1), th, T=5, decay=decay, input_scale=k, v_reset=v_reset)
+    assert torch.equal(s1.reshape(5, -1), s2) and torch.equal(h1.reshape(5, -1), h2) and torch.equal(v1.reshape(-1), v2)
+    assert 0 < s1.sum() < s1.numel()
+    s3, h3, v3 = sweep(x, v0, th, decay, k, v_reset, keep_h=False)
+    assert h3 is None and torch.equal(s3, s1) and torch.equal(v3, v1)
+
+
 # ------------------------------------------------------------------------------------ registry, errors, specs
 def test_registry_names_every_backend_module():
     assert BACKENDS == ("torch", "inductor", "triton")
