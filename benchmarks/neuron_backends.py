@@ -1,5 +1,6 @@
-"""Eager neuron step time: the one-statement recursion of ``neurons/backends/eager.py`` against the former
-in-place eager sweep (``neurons/nodes.py`` at a baseline commit), interleaved in one run.
+"""Eager neuron step time: ``neurons/backends/eager.py`` (in-place forward sweep, the BPTT sweep it shares
+with the inductor backend) against the eager multi-step neuron of ``neurons/nodes.py`` at a baseline
+commit (before the split into ``neurons/backends/``), interleaved in one run.
 
 One "step" is forward + backward of a multi-step neuron on ``[T, B, C, H, W]`` (default
 ``[8, 64, 128, 8, 8]``) with a random upstream gradient, or a forward under ``torch.no_grad`` (``eval``).

@@ -15,7 +15,7 @@ the neuron of OTTT (Xiao et al., NeurIPS 2022, Sec. 4.1: ``OnlineLIFNode`` charg
 as well; the presynaptic traces of OTTT live in :mod:`lightning_snn.methods.ottt`). The reset term only
 acts on ``V[t]``, which the next step treats as a constant, so ``detach_reset`` has no effect on gradients.
 
-Multi-step mode runs the forward sweep of ``nodes.py`` once and keeps only ``H`` for backward, whose cost
+Multi-step mode runs the forward sweep of ``backends/eager.py`` once and keeps only ``H`` for backward, whose cost
 is one element-wise product per step (no reverse sweep). Single-step mode is plain autograd. The stored
 ``V`` never carries a graph, so a step's graph is freed by its own backward pass. Registered as
 ``online_if`` / ``online_lif``; the ``triton`` backend is refused (its kernels compute the BPTT backward).

@@ -1,7 +1,7 @@
 """Backend ``"torch"``: the pure-PyTorch reference of the multi-step neuron, and the recursion itself.
 
-This module holds the one statement of the charge / fire / reset recursion (:func:`forward_loop`) and
-of its BPTT sweep (:func:`backward_loop`), for every neuron of :mod:`lightning_snn.neurons.nodes`::
+This module holds the charge / fire / reset recursion and its BPTT sweep for every neuron of
+:mod:`lightning_snn.neurons.nodes` (and :mod:`lightning_snn.neurons.plif`)::
 
     H[t] = c + λ·(V[t-1] - c) + k·X[t]          (c = v_reset for a hard reset, else 0)
     S[t] = Θ(H[t] - V_th)
@@ -17,7 +17,7 @@ slower than the in-place sweep without gradients (``[8, 64, 128, 8, 8]``, one th
 5% a single statement may cost; the in-place form cannot be traced by ``torch.compile``. Both are
 checked against each other by the backend tests (identical spikes). Against the former eager
 Function (in-place forward, a backward that evaluated σ' for all steps at once), forward + backward is
-now 2-3x faster on the CPU: ``benchmarks/neuron_backends.py``, ``benchmarks/results/neuron_backends.json``.
+now 2.3-3.3x faster on the CPU (``benchmarks/neuron_backends.py``, ``benchmarks/results/neuron_backends.json``).
 
 The leak λ and the input scale k are Python floats for IF/LIF and 0-d tensors for neurons that learn
 them (PLIF, :mod:`lightning_snn.neurons.plif`); for a tensor the sweep also returns
