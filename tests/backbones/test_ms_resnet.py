@@ -23,7 +23,8 @@ def test_registered_names():
 # ResNet-18/34 counts (RevSNN's notes: 11.17M / 21.28M for 10 classes, 11.22M / 21.33M for 100).
 @pytest.mark.parametrize(
     "name, official, cifar10, cifar100",
-    [("ms_resnet18", 11_693_736, 11_173_962, 11_220_132), ("ms_resnet34", 21_801_896, 21_282_122, 21_328_292)],
+    [("ms_resnet18", 11_693_736, 11_173_962, 11_220_132),
+     pytest.param("ms_resnet34", 21_801_896, 21_282_122, 21_328_292, marks=pytest.mark.slow)],
 )
 def test_parameter_counts_equal_the_official_definitions(name, official, cifar10, cifar100):
     from spikingjelly.activation_based.model import ms_resnet as sj

@@ -117,7 +117,7 @@ def test_forward_and_input_gradient_equal_spikingjelly(cnf):
     assert x1.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("name, shape", [("sew_resnet50", (2, 1, 3, 32, 32)), ("sew_resnet_gesture", (2, 1, 2, 128, 128))])
+@pytest.mark.parametrize("name, shape", [("sew_resnet50", (2, 1, 3, 16, 16)), ("sew_resnet_gesture", (2, 1, 2, 128, 128))])
 def test_forward_backward_at_t2(name, shape):
     torch.manual_seed(0)
     model = create_backbone(name, num_classes=5, cnf="IAND", zero_init_residual=False) if name == "sew_resnet50" else create_backbone(name, num_classes=5)
