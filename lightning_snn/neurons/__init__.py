@@ -3,7 +3,8 @@ from .compression import SPIKE_STORAGE, SpikeStorage, compress_saved_spikes, not
 from .factory import NEURONS, STBP_LIF, NeuronFactory, build_neuron_factory, register_neuron, threshold_of
 from .nodes import BACKENDS, Backend, BaseNode, IFNode, LIFNode, StepMode, reset_states, set_step_mode
 from .norm import BatchNormThroughTime, ThresholdDependentBatchNorm
-from .surrogate import ATan, Rectangular, Sigmoid, SurrogateGradient, build_surrogate
+from .plif import PLIFNode
+from .surrogate import ATan, Erf, PiecewiseQuadratic, Rectangular, Sigmoid, SurrogateGradient, build_surrogate
 
 __all__ = [
     "ATan",
@@ -11,10 +12,13 @@ __all__ = [
     "Backend",
     "BaseNode",
     "BatchNormThroughTime",
+    "Erf",
     "IFNode",
     "LIFNode",
     "NEURONS",
     "NeuronFactory",
+    "PLIFNode",
+    "PiecewiseQuadratic",
     "Rectangular",
     "STBP_LIF",
     "Sigmoid",

@@ -6,7 +6,8 @@ dict, e.g. the LIF neuron of the STBP repository::
 
     neuron: {type: lif, decay: 0.25, v_threshold: 0.2, v_reset: 0.0, surrogate: {name: rectangular, width: 1.0}}
 
-Every IF/LIF spec takes ``backend`` (``torch``, ``inductor`` or ``triton``; see ``nodes.py``), e.g.
+PLIF (a LIF with a learned time constant, Fang et al. 2021) is ``{type: plif, init_tau: 2.0, decay_input: true}``.
+Every IF/LIF/PLIF spec takes ``backend`` (``torch``, ``inductor`` or ``triton``; see ``backends/``), e.g.
 ``{type: lif, decay: 0.25, backend: inductor}``; a backend that cannot run the neuron as specified fails
 here, at configuration time, with a ``ValueError`` naming the unsupported combination.
 """
@@ -20,13 +21,14 @@ import torch
 from torch import nn
 
 from .nodes import BaseNode, IFNode, LIFNode
+from .plif import PLIFNode
 from .surrogate import build_surrogate
 
 __all__ = ["NeuronFactory", "build_neuron_factory", "STBP_LIF", "register_neuron", "NEURONS"]
 
 NeuronFactory = Callable[[], nn.Module]
 
-NEURONS: dict[str, Callable[..., nn.Module]] = {"lif": LIFNode, "if": IFNode}
+NEURONS: dict[str, Callable[..., nn.Module]] = {"lif": LIFNode, "if": IFNode, "plif": PLIFNode}
 
 #: The LIF neuron of the STBP quantization repository: u = 0.25·u·(1 - o) + x, V_th = 0.2, rectangular
 #: surrogate of width 1 (|u - V_th| < 0.5).

@@ -27,7 +27,8 @@ from typing import Any
 import torch
 
 from .factory import register_neuron
-from .nodes import BaseNode, IFNode, LIFNode, _forward_sweep
+from .backends.eager import sweep
+from .nodes import BaseNode, IFNode, LIFNode
 
 __all__ = ["OnlineIFNode", "OnlineLIFNode", "OnlineNode", "cut_neuron_type"]
 
@@ -37,7 +38,7 @@ class _TemporallyCutNeuron(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x_seq, v_init, v_threshold, decay, input_scale, v_reset, surrogate):
-        s_seq, h_seq, v = _forward_sweep(x_seq, v_init, v_threshold, decay, input_scale, v_reset, keep_h=True)
+        s_seq, h_seq, v = sweep(x_seq, v_init, v_threshold, decay, input_scale, v_reset, keep_h=True)
         ctx.save_for_backward(h_seq, v_threshold)
         ctx.cfg = (input_scale, surrogate, x_seq.dtype)
         ctx.mark_non_differentiable(v)

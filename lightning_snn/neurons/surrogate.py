@@ -1,7 +1,7 @@
 """Surrogate gradients: a Heaviside step in the forward pass, a smooth pseudo-derivative in backward.
 
 Each class wraps the autograd function of SpikingJelly that computes exactly the published rule, and
-exposes :meth:`SurrogateGradient.derivative` so that fused multi-step neurons (``nodes.py``) can
+exposes :meth:`SurrogateGradient.derivative` so that fused multi-step neurons (``backends/``) can
 evaluate the same pseudo-derivative inside their own backward pass.
 
 The spike is ``Θ(x) = 1 if x >= 0 else 0`` with ``x = H - V_th`` (SpikingJelly's convention; the STBP
@@ -14,7 +14,7 @@ import torch
 from spikingjelly.activation_based import surrogate as sj_surrogate
 from torch import nn
 
-__all__ = ["SurrogateGradient", "Rectangular", "Sigmoid", "ATan", "PiecewiseQuadratic", "build_surrogate"]
+__all__ = ["SurrogateGradient", "Rectangular", "Sigmoid", "ATan", "PiecewiseQuadratic", "Erf", "build_surrogate"]
 
 
 class SurrogateGradient(nn.Module):
@@ -115,15 +115,31 @@ class ATan(SurrogateGradient):
 
 
 class PiecewiseQuadratic(SurrogateGradient):
-    """Triangular window (SpikingJelly ``PiecewiseQuadratic``): ``σ'(x) = max(0, α - α²·|x|)``.
+    """Piecewise-quadratic surrogate, a triangular window (SpikingJelly ``PiecewiseQuadratic``, Esser et al.
+    2016): ``σ'(x) = α - α²·|x|`` for ``|x| <= 1/α``, else 0; the primitive is piecewise quadratic.
 
-    The default surrogate of the SLTT code (``-surrogate triangle``, α = 1).
+    α is the peak height and 1/α the half-width (area 1). The default surrogate of the SLTT code
+    (``-surrogate triangle``, α = 1).
     """
 
     _function = sj_surrogate.piecewise_quadratic
     _backward = staticmethod(sj_surrogate.piecewise_quadratic_backward)
 
     def __init__(self, alpha: float = 1.0) -> None:
+        super().__init__(alpha)
+
+
+class Erf(SurrogateGradient):
+    """Gaussian (error-function) surrogate (SpikingJelly ``Erf``; used by Esser et al. 2015 and among the
+    curves of STBP, Wu et al. 2018): ``σ'(x) = α/√π · exp(-α²x²)``, the derivative of ``erfc(-αx)/2``.
+
+    α is SpikingJelly's: a Gaussian of standard deviation ``1/(α√2)`` with area 1.
+    """
+
+    _function = sj_surrogate.erf
+    _backward = staticmethod(sj_surrogate.erf_backward)
+
+    def __init__(self, alpha: float = 2.0) -> None:
         super().__init__(alpha)
 
 
@@ -134,11 +150,13 @@ _SURROGATES: dict[str, type[SurrogateGradient]] = {
     "atan": ATan,
     "triangle": PiecewiseQuadratic,
     "piecewise_quadratic": PiecewiseQuadratic,
+    "erf": Erf,
 }
 
 
 def build_surrogate(spec: str | SurrogateGradient | None, **kwargs: float) -> SurrogateGradient:
-    """Build a surrogate from a name (``rectangular``, ``sigmoid``, ``atan``, ``triangle``) or pass one through."""
+    """Build a surrogate from a name (``rectangular``, ``sigmoid``, ``atan``, ``piecewise_quadratic`` alias
+    ``triangle``, ``erf``) or pass one through."""
     if spec is None:
         return Rectangular(**kwargs)
     if isinstance(spec, SurrogateGradient):

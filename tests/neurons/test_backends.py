@@ -14,8 +14,12 @@ import warnings
 import pytest
 import torch
 
-from lightning_snn.neurons import ATan, BaseNode, IFNode, LIFNode, Rectangular, Sigmoid, build_neuron_factory, reset_states
-from lightning_snn.neurons import nodes as nodes_module
+from lightning_snn.neurons import (
+    ATan, BaseNode, Erf, IFNode, LIFNode, PiecewiseQuadratic, Rectangular, Sigmoid, build_neuron_factory, reset_states,
+)
+from lightning_snn.neurons.backends import BACKENDS, get_backend
+from lightning_snn.neurons.backends import inductor as inductor_backend
+from lightning_snn.neurons.backends import triton as triton_backend
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -82,7 +86,10 @@ SWEEP = [
 @pytest.mark.slow
 @pytest.mark.parametrize("kind,kw", SWEEP)
 @pytest.mark.parametrize("detach_reset", [False, True])
-@pytest.mark.parametrize("surrogate", [Rectangular(1.0), Sigmoid(4.0), ATan(2.0)], ids=["rect", "sigmoid", "atan"])
+@pytest.mark.parametrize(
+    "surrogate", [Rectangular(1.0), Sigmoid(4.0), ATan(2.0), PiecewiseQuadratic(1.0), Erf(2.0)],
+    ids=["rect", "sigmoid", "atan", "pq", "erf"],
+)
 @pytest.mark.parametrize("learnable", [False, True], ids=["fixed-th", "learnable-th"])
 def test_inductor_matches_torch_sweep(kind, kw, detach_reset, surrogate, learnable):
     _compare(kind, "inductor", surrogate=surrogate, detach_reset=detach_reset, learnable_threshold=learnable, **kw)
@@ -92,8 +99,8 @@ def test_inductor_falls_back_with_a_warning_when_compile_is_unsupported(monkeypa
     def broken_compile(*args, **kwargs):
         raise RuntimeError("no C++ compiler")
 
-    monkeypatch.setattr(nodes_module, "_COMPILED", {})
-    monkeypatch.setattr(nodes_module, "_COMPILE_WARNED", set())
+    monkeypatch.setattr(inductor_backend, "_COMPILED", {})
+    monkeypatch.setattr(inductor_backend, "_COMPILE_WARNED", set())
     monkeypatch.setattr(torch, "compile", broken_compile)
     with pytest.warns(RuntimeWarning, match="falling back to the 'torch' backend"):
         _compare("lif", "inductor", decay=0.5, v_reset=None, surrogate=ATan(2.0))
@@ -107,7 +114,7 @@ def test_inductor_with_a_custom_surrogate_runs_the_reference(monkeypatch):
         raise AssertionError("a custom surrogate must not be compiled")
 
     monkeypatch.setattr(torch, "compile", no_compile)
-    monkeypatch.setattr(nodes_module, "_COMPILED", {})
+    monkeypatch.setattr(inductor_backend, "_COMPILED", {})
     x = torch.randn(5, 2, 3)
     ref = _run_twice(LIFNode(decay=0.5, surrogate=Sigmoid(4.0)), x, x)
     out = _run_twice(LIFNode(decay=0.5, surrogate=MySigmoid(4.0), backend="inductor"), x, x)
@@ -123,7 +130,14 @@ def test_inductor_single_step_mode_is_the_plain_autograd_path():
     assert torch.equal(a(x), b(x)) and torch.equal(a(x), b(x))
 
 
-# ------------------------------------------------------------------------------------ errors, specs
+# ------------------------------------------------------------------------------------ registry, errors, specs
+def test_registry_names_every_backend_module():
+    assert BACKENDS == ("torch", "inductor", "triton")
+    for name in BACKENDS:  # importable on the CPU (the Triton kernels are imported on first use)
+        module = get_backend(name)
+        assert callable(module.check) and callable(module.multi_step)
+
+
 def test_unknown_and_unavailable_backends_raise_clear_errors():
     with pytest.raises(ValueError, match="unknown neuron backend 'numba'.*'torch', 'inductor', 'triton'"):
         LIFNode(decay=0.5, backend="numba")
@@ -146,11 +160,11 @@ def test_triton_refuses_what_the_kernels_do_not_implement(kw, match):
 
 def test_triton_maps_leak_factor_onto_time_constant():
     lif = LIFNode(decay=0.75, v_threshold=0.5, v_reset=None, surrogate=Sigmoid(4.0), backend="triton")
-    tau, decay_input, th, v_reset, detach, sid, alpha = lif._triton_config()
+    tau, decay_input, th, v_reset, detach, sid, alpha = triton_backend.config(lif)
     assert tau == pytest.approx(4.0) and not decay_input and th == 0.5 and v_reset is None and (sid, alpha) == (0, 4.0)
     lif = LIFNode(tau=2.0, decay_input=True, surrogate=ATan(2.0), backend="triton", detach_reset=True)
-    assert lif._triton_config()[:2] == (2.0, True) and lif._triton_config()[4:] == (True, 1, 2.0)
-    assert IFNode(surrogate=Sigmoid(), backend="triton")._triton_config()[0] is None
+    assert triton_backend.config(lif)[:2] == (2.0, True) and triton_backend.config(lif)[4:] == (True, 1, 2.0)
+    assert triton_backend.config(IFNode(surrogate=Sigmoid(), backend="triton"))[0] is None
 
 
 @pytest.mark.parametrize(
@@ -159,6 +173,8 @@ def test_triton_maps_leak_factor_onto_time_constant():
         pytest.param("if", dict(v_reset=None, surrogate=Sigmoid(4.0)), id="IF-subtract-sigmoid"),
         pytest.param("lif", dict(decay=0.75, v_reset=0.0, surrogate=ATan(2.0), detach_reset=True), id="LIF-decay-atan"),
         pytest.param("lif", dict(tau=2.0, decay_input=True, v_reset=-0.1, surrogate=Sigmoid(4.0)), id="LIF-tau-decay-input"),
+        pytest.param("lif", dict(decay=0.5, v_reset=None, surrogate=PiecewiseQuadratic(1.5)), id="LIF-pq"),
+        pytest.param("if", dict(v_reset=0.0, surrogate=Erf(2.0)), id="IF-erf"),
     ],
 )
 def test_triton_function_plumbing_with_spikingjelly_cpu_operators(monkeypatch, kind, kw):
@@ -167,13 +183,13 @@ def test_triton_function_plumbing_with_spikingjelly_cpu_operators(monkeypatch, k
     from spikingjelly._ops.if_ import cpu as if_cpu
     from spikingjelly._ops.lif import cpu as lif_cpu
 
-    monkeypatch.setattr(nodes_module, "_triton_kernels", lambda integrate_only: if_cpu if integrate_only else lif_cpu)
+    monkeypatch.setattr(triton_backend, "_triton_kernels", lambda integrate_only: if_cpu if integrate_only else lif_cpu)
     torch.manual_seed(1)
     x = torch.randn(6, 4, 5) * 1.2
     node = _make(kind, "triton", **kw)
     xa = x.clone().requires_grad_()
     v0 = torch.full_like(x[0], 0.0 if node.v_reset is None else node.v_reset)
-    s, v = nodes_module._TritonMultiStepNeuron.apply(xa, v0, node._triton_config_cached())
+    s, v = triton_backend._TritonMultiStepNeuron.apply(xa, v0, triton_backend.config_cached(node))
     w = torch.linspace(-1.0, 1.0, s.numel()).reshape(s.shape)
     ((s * w).sum() + 0.3 * v.sum()).backward()
     ref_node = _make(kind, "torch", **kw)
@@ -187,10 +203,10 @@ def test_triton_function_plumbing_with_spikingjelly_cpu_operators(monkeypatch, k
 
 def test_triton_config_follows_threshold_changes():
     node = IFNode(surrogate=Sigmoid(), backend="triton", v_threshold=1.0)
-    assert node._triton_config_cached()[2] == 1.0
+    assert triton_backend.config_cached(node)[2] == 1.0
     with torch.no_grad():
         node.v_threshold.fill_(0.5)  # in place: the version counter changes, the cache is recomputed
-    assert node._triton_config_cached()[2] == 0.5
+    assert triton_backend.config_cached(node)[2] == 0.5
 
 
 def test_triton_on_cpu_tensors_raises():
@@ -220,7 +236,9 @@ def test_factory_spec_selects_backend():
     ],
 )
 @pytest.mark.parametrize("detach_reset", [False, True])
-@pytest.mark.parametrize("surrogate", [Sigmoid(4.0), ATan(2.0)], ids=["sigmoid", "atan"])
+@pytest.mark.parametrize(
+    "surrogate", [Sigmoid(4.0), ATan(2.0), PiecewiseQuadratic(1.0), Erf(2.0)], ids=["sigmoid", "atan", "pq", "erf"]
+)
 def test_triton_matches_torch_on_cuda(kind, kw, detach_reset, surrogate):
     # SpikingJelly's kernels write λ·(V - c) as V - (V - c)/τ: equal up to float rounding, so spikes can only
     # differ where H lies within a few ulps of V_th (vanishingly unlikely for these random inputs); gradients

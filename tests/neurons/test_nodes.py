@@ -6,7 +6,9 @@ import math
 import pytest
 import torch
 
-from lightning_snn.neurons import ATan, IFNode, LIFNode, Rectangular, Sigmoid, build_neuron_factory, reset_states
+from lightning_snn.neurons import (
+    ATan, Erf, IFNode, LIFNode, PiecewiseQuadratic, Rectangular, Sigmoid, build_neuron_factory, reset_states,
+)
 
 
 def _primitive(surrogate):
@@ -18,6 +20,11 @@ def _primitive(surrogate):
         return lambda x: torch.sigmoid(surrogate.alpha * x)
     if isinstance(surrogate, ATan):
         return lambda x: torch.atan(math.pi / 2 * surrogate.alpha * x) / math.pi + 0.5
+    if isinstance(surrogate, PiecewiseQuadratic):  # piecewise quadratic, flat beyond |x| = 1/α
+        a = surrogate.alpha
+        return lambda x: (lambda u: a * u - 0.5 * a * a * u * u.abs())(torch.clamp(x, -1 / a, 1 / a))
+    if isinstance(surrogate, Erf):
+        return lambda x: torch.erfc(-surrogate.alpha * x) / 2
     raise AssertionError(surrogate)
 
 

@@ -4,7 +4,11 @@ import math
 import pytest
 import torch
 
-from lightning_snn.neurons import ATan, LIFNode, Rectangular, Sigmoid, build_neuron_factory, build_surrogate
+from lightning_snn.neurons import (
+    ATan, Erf, LIFNode, PiecewiseQuadratic, Rectangular, Sigmoid, build_neuron_factory, build_surrogate,
+)
+from lightning_snn.neurons.backends.eager import surrogate_derivative, surrogate_key
+from tests.neurons.test_nodes import reference_unrolled
 
 X = torch.linspace(-2, 2, 401, dtype=torch.float64)
 
@@ -98,3 +102,76 @@ def test_lif_with_centred_window_reproduces_the_stbp_head_gradient(step_mode):
     xb = x.clone().requires_grad_()
     (node2(xb) * g).sum().backward()
     assert not torch.allclose(xb.grad, xr.grad)
+
+
+# ------------------------------------------------------------------ parametric: piecewise quadratic, erf
+PARAMETRIC = [
+    pytest.param("piecewise_quadratic", "PiecewiseQuadratic", 1.0, id="pq-1"),
+    pytest.param("triangle", "PiecewiseQuadratic", 2.5, id="pq-2.5"),
+    pytest.param("erf", "Erf", 2.0, id="erf-2"),
+    pytest.param("erf", "Erf", 0.7, id="erf-0.7"),
+]
+
+
+@pytest.mark.parametrize("name,sj_name,alpha", PARAMETRIC)
+def test_parametric_backward_equals_spikingjelly(name, sj_name, alpha):
+    """Same α convention as SpikingJelly: the spike and its gradient on a float64 grid match theirs."""
+    from spikingjelly.activation_based import surrogate as sj_surrogate
+
+    ours = build_surrogate(name, alpha=alpha)
+    theirs = getattr(sj_surrogate, sj_name)(alpha=alpha)
+    x1, x2 = X.clone().requires_grad_(), X.clone().requires_grad_()
+    y1, y2 = ours(x1), theirs(x2)
+    assert torch.equal(y1, y2) and torch.equal(y1.detach(), (X >= 0).double())
+    weights = torch.linspace(0.5, 1.5, X.numel(), dtype=torch.float64)
+    (y1 * weights).sum().backward()
+    (y2 * weights).sum().backward()
+    torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-14, atol=0)
+    assert x1.grad.max() > 0
+
+
+def test_parametric_formulas():
+    """The published forms: triangle α - α²|x| on |x| <= 1/α (area 1), Gaussian α/√π·exp(-α²x²) (area 1)."""
+    a = 2.5
+    torch.testing.assert_close(PiecewiseQuadratic(a).derivative(X), torch.clamp(a - a * a * X.abs(), min=0.0))
+    a = 2.0
+    torch.testing.assert_close(Erf(a).derivative(X), a / math.sqrt(math.pi) * torch.exp(-((a * X) ** 2)))
+    fine = torch.linspace(-8, 8, 160001, dtype=torch.float64)
+    for sg in (PiecewiseQuadratic(2.5), Erf(0.7)):
+        assert torch.trapezoid(sg.derivative(fine), fine).item() == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("sg", [Rectangular(0.5), Sigmoid(4.0), ATan(2.0), PiecewiseQuadratic(1.5), Erf(2.0)],
+                         ids=["rect", "sigmoid", "atan", "pq", "erf"])
+def test_closed_forms_of_the_compiled_backends_equal_the_surrogates(sg):
+    """``surrogate_derivative`` (what the inductor backend compiles) equals each surrogate's own backward."""
+    kind, alpha = surrogate_key(sg)
+    torch.testing.assert_close(surrogate_derivative(X, kind, alpha), sg.derivative(X), rtol=1e-14, atol=1e-15)
+
+
+@pytest.mark.parametrize("sg", [PiecewiseQuadratic(1.5), Erf(2.0)], ids=["pq", "erf"])
+@pytest.mark.parametrize("v_reset", [None, 0.0])
+def test_parametric_surrogates_through_a_neuron(sg, v_reset):
+    """Through a LIF neuron: the eager backend against the unrolled reference, and the sweep the inductor
+    backend compiles (closed-form derivative), run eagerly, against the eager backend."""
+    from lightning_snn.neurons.backends.eager import backward_loop, forward_loop
+
+    torch.manual_seed(0)
+    x = (torch.randn(6, 4, 7, dtype=torch.float64) * 0.6 + 0.2).requires_grad_()
+    w = torch.randn(6, 4, 7, dtype=torch.float64)
+    node = LIFNode(decay=0.5, v_threshold=0.375, v_reset=v_reset, surrogate=sg)
+    s = node(x)
+    (g,) = torch.autograd.grad((s * w).sum(), x)
+    x_ref = x.detach().clone().requires_grad_()
+    s_ref = reference_unrolled(x_ref, 0.5, 0.375, v_reset, sg, False)  # autograd through each surrogate's primitive
+    (g_ref,) = torch.autograd.grad((s_ref * w).sum(), x_ref)
+    assert torch.equal(s.detach(), s_ref.detach()) and s.detach().sum() > 0
+    torch.testing.assert_close(g, g_ref, rtol=1e-10, atol=1e-12)
+
+    flat = x.detach().reshape(6, -1)
+    th = torch.tensor(0.375, dtype=torch.float64)
+    _, h, _ = forward_loop(flat, torch.full_like(flat[0], 0.0), th, T=6, decay=0.5, input_scale=1.0, v_reset=v_reset)
+    kind, alpha = surrogate_key(sg)
+    g_closed = backward_loop(w.reshape(6, -1), torch.zeros_like(flat[0]), h, th, T=6, decay=0.5, input_scale=1.0,
+                             v_reset=v_reset, detach_reset=False, kind=kind, alpha=alpha, want_th=False)[0]
+    torch.testing.assert_close(g_closed.reshape(g.shape), g, rtol=1e-12, atol=1e-14)
