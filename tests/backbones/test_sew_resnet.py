@@ -9,6 +9,7 @@ from torch import nn
 from lightning_snn.backbones import SEWDVSNet, create_backbone, list_backbones
 from lightning_snn.backbones.sew_resnet import SEWBasicBlock, SEWBlock, SEWBottleneck, sew_connect
 from lightning_snn.neurons import IFNode, build_neuron_factory, reset_states
+from lightning_snn.neurons.plif import PLIFNode
 
 
 def n_params(model: nn.Module) -> int:
@@ -46,14 +47,15 @@ def test_imagenet_parameter_counts_equal_spikingjelly(name, official):
 def test_dvs_parameter_counts_match_the_official_definition():
     # dvsgesture/smodels.py SEWResNet: conv1x1(2->32)+BN = 64+64; 7 SEWBlocks of 2 x (conv3x3 32->32 + BN)
     # = 7 x 2 x (9216+64); FC 32->11 = 363. The official PLIF neurons add one parameter each: 1 + 14 = 15.
-    gesture = create_backbone("sew_resnet_gesture")
-    assert n_params(gesture) == 128 + 7 * 2 * 9280 + 363 == 130_411
-    assert sum(isinstance(m, nn.Module) and hasattr(m, "v_threshold") for m in gesture.modules()) == 15
+    gesture = create_backbone("sew_resnet_gesture")  # default neuron: the official PLIF
+    assert n_params(gesture) == 128 + 7 * 2 * 9280 + 363 + 15 == 130_426
+    assert sum(type(m) is PLIFNode for m in gesture.modules()) == 15
+    assert n_params(create_backbone("sew_resnet_gesture", neuron={"type": "if"})) == 130_411
     # cifar10dvs/smodels.py SEWResNet: conv1x1(2->64)+BN = 256; 4 blocks of 2 x (36864+128); conv1x1(64->128)+BN
     # = 8192+256; 3 blocks of 2 x (147456+256); FC 128->10 = 1290. PLIF neurons: 1 + 8 + 1 + 6 = 16.
     c10dvs = create_backbone("sew_resnet_cifar10dvs")
-    assert n_params(c10dvs) == 256 + 4 * 2 * 36992 + 8448 + 3 * 2 * 147712 + 1290 == 1_192_202
-    assert sum(hasattr(m, "v_threshold") for m in c10dvs.modules()) == 16
+    assert n_params(c10dvs) == 256 + 4 * 2 * 36992 + 8448 + 3 * 2 * 147712 + 1290 + 16 == 1_192_218
+    assert sum(type(m) is PLIFNode for m in c10dvs.modules()) == 16
 
 
 def test_connect_functions_follow_table_1():
