@@ -45,6 +45,7 @@ from torch import nn
 from ..neurons import NeuronFactory, StepMode, build_neuron_factory
 from .layers import Flatten, SpikingBackbone, TimeDistributed, conv_bn, to_pair
 from .registry import register_backbone
+from .revs_resnet import REVSNN_IF
 
 __all__ = [
     "CONNECT_FUNCTIONS",
@@ -66,14 +67,9 @@ __all__ = [
 ConnectFunction = Literal["ADD", "AND", "IAND"]
 CONNECT_FUNCTIONS: tuple[str, ...] = ("ADD", "AND", "IAND")
 
-#: The ImageNet SEW ResNets' neuron: SpikingJelly MultiStepIFNode(detach_reset=True), ATan(alpha=2), V_th 1, hard reset 0.
-SEW_IF: dict[str, Any] = {
-    "type": "if",
-    "v_threshold": 1.0,
-    "v_reset": 0.0,
-    "detach_reset": True,
-    "surrogate": {"name": "atan", "alpha": 2.0},
-}
+#: The ImageNet SEW ResNets' neuron: SpikingJelly MultiStepIFNode(detach_reset=True), ATan(alpha=2), V_th 1, hard reset
+#: to 0 -- the same neuron as RevSNN's CIFAR nets, hence the same spec.
+SEW_IF: dict[str, Any] = REVSNN_IF
 
 #: The DVS nets' neuron: cext MultiStepParametricLIFNode(init_tau=2.0, detach_reset=True): PLIF (learned tau,
 #: H = V + (X - V)/tau), V_th 1, hard reset to 0, the cext default surrogate ATan(alpha=2).
