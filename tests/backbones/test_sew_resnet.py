@@ -144,3 +144,56 @@ def test_single_step_equals_multi_step():
 def test_dvs_net_rejects_too_small_frames():
     with pytest.raises(ValueError, match="input_size"):
         create_backbone("sew_resnet_gesture", input_size=64)
+
+
+def _sj_dvs_reference(widths, num_classes: int, cnf: str, size: int) -> nn.Module:
+    """The DVS SEW net assembled from SpikingJelly layers as dvsgesture/smodels.py describes it (PLIF init_tau 2,
+    detach_reset, ATan(2)): [conv1x1-BN-PLIF where the width changes] - SEWBlock - MaxPool2d(2) per stage, FC."""
+    from spikingjelly.activation_based import functional, layer, neuron, surrogate
+
+    def unit(cin, cout, k):
+        return [layer.SeqToANNContainer(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout)),
+                neuron.ParametricLIFNode(init_tau=2.0, detach_reset=True, surrogate_function=surrogate.ATan(alpha=2.0))]
+
+    class Block(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.conv = nn.Sequential(*unit(c, c, 3), *unit(c, c, 3))
+
+        def forward(self, x):
+            return sew_connect(self.conv(x), x, cnf)
+
+    layers, cin = [], 2
+    for w in widths:
+        if cin != w:
+            layers += unit(cin, w, 1)
+            cin = w
+        layers += [Block(w), layer.SeqToANNContainer(nn.MaxPool2d(2, 2))]
+    layers += [nn.Flatten(2), nn.Linear(cin * (size >> len(widths)) ** 2, num_classes)]
+    net = nn.Sequential(*layers)
+    functional.set_step_mode(net, "m")
+    return net
+
+
+def test_dvs_net_equals_a_spikingjelly_assembly_with_the_same_weights():
+    """PLIF neurons, the 1x1 width change, IAND joins and the per-step FC, float64, T = 2: same outputs and input
+    gradients as SpikingJelly's ParametricLIFNode network built to the official description."""
+    torch.manual_seed(0)
+    widths = (4, 4, 8)
+    ours = SEWDVSNet(widths=widths, cnf="IAND", num_classes=3, input_size=16).double()
+    ref = _sj_dvs_reference(widths, 3, "IAND", 16).double()
+    with torch.no_grad():
+        for p in ours.parameters():
+            if p.dim() == 0:  # PLIF w: distinct time constants per layer
+                p.add_(0.5 * torch.randn(()))
+    copy_weights(ours, ref)
+    x = torch.rand(2, 2, 2, 16, 16, dtype=torch.float64) * 3
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    y_ours, y_ref = ours(x1), ref(x2)
+    torch.testing.assert_close(y_ours, y_ref)
+    (y_ours ** 2).sum().backward()
+    (y_ref ** 2).sum().backward()
+    torch.testing.assert_close(x1.grad, x2.grad)
+    w_ours = [p.grad for p in ours.parameters() if p.dim() == 0]
+    w_ref = [p.grad for p in ref.parameters() if p.dim() == 0]
+    torch.testing.assert_close(torch.stack(w_ours), torch.stack(w_ref).reshape(-1))
