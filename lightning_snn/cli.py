@@ -245,7 +245,7 @@ def export_main(argv: Sequence[str], parser_kwargs: dict[str, Any] | None = None
     import argparse
 
     from .callbacks import QuantizationAwareTraining
-    from .quantization import export_quantized
+    from .export import export_quantized
 
     parser = argparse.ArgumentParser(prog="lightning-snn export", description=export_main.__doc__.split("\n")[0])
     parser.add_argument("-c", "--config", action="append", required=True, help="training config (repeatable)")
@@ -270,7 +270,7 @@ def export_main(argv: Sequence[str], parser_kwargs: dict[str, Any] | None = None
     if ns.nir:
         import nir
 
-        from .nir_exchange import to_nir
+        from .export import to_nir
 
         nir.write(str(Path(ns.out).with_suffix(".nir")), to_nir(cli.model.backbone, cli.model.input_shape))
     print(f"exported {paths[0]} and {paths[1]}")

@@ -67,3 +67,19 @@ __all__ += ["OTTTVGG", "ottt_vgg11_ws"]
 from .nf_resnet import SpikingNFResNet, nf_resnet34, nf_resnet50, nf_resnet101  # noqa: E402  (SLTT / OTTT ImageNet NF-ResNets)
 
 __all__ += ["SpikingNFResNet", "nf_resnet34", "nf_resnet50", "nf_resnet101"]
+
+from .sew_resnet import (  # noqa: E402  (SEW ResNets, Fang et al. NeurIPS 2021)
+    SEWDVSNet,
+    SEWResNet,
+    sew_resnet18,
+    sew_resnet34,
+    sew_resnet50,
+    sew_resnet_cifar10dvs,
+    sew_resnet_gesture,
+)
+
+__all__ += ["SEWDVSNet", "SEWResNet", "sew_resnet18", "sew_resnet34", "sew_resnet50", "sew_resnet_cifar10dvs", "sew_resnet_gesture"]
+
+from .ms_resnet import MSResNet, ms_resnet18, ms_resnet34  # noqa: E402  (MS-ResNet, Hu et al. TNNLS 2024)
+
+__all__ += ["MSResNet", "ms_resnet18", "ms_resnet34"]

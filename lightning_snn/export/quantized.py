@@ -30,7 +30,7 @@ from torch import nn
 
 from ..fileio import write_atomic
 from ..neurons import BaseNode
-from .fake_quant import FakeQuantize, is_quantized, quantize_symmetric, quantized_layers
+from ..quantization.fake_quant import FakeQuantize, is_quantized, quantize_symmetric, quantized_layers
 
 __all__ = ["export_quantized", "load_quantized", "FORMAT", "VERSION"]
 

@@ -8,10 +8,9 @@ from safetensors.torch import load_file
 
 from lightning_snn.callbacks import QuantizationAwareTraining
 from lightning_snn.cli import main
+from lightning_snn.export import export_quantized, from_nir, load_quantized, to_nir
 from lightning_snn.methods import BPTT
 from lightning_snn.neurons import reset_states
-from lightning_snn.nir_exchange import from_nir, to_nir
-from lightning_snn.quantization import export_quantized, load_quantized
 
 
 def qat_model(bits=4, per_channel=False, backbone="mnistnet", **kw):

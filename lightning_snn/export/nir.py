@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .backbones.layers import Flatten, SpikingBackbone, TimeDistributed
-from .neurons import BaseNode, IFNode, LIFNode
+from ..backbones.layers import Flatten, SpikingBackbone, TimeDistributed
+from ..neurons import BaseNode, IFNode, LIFNode
 
 __all__ = ["to_nir", "from_nir", "NIRSequential"]
 
