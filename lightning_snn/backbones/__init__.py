@@ -67,3 +67,8 @@ __all__ += ["OTTTVGG", "ottt_vgg11_ws"]
 from .nf_resnet import SpikingNFResNet, nf_resnet34, nf_resnet50, nf_resnet101  # noqa: E402  (SLTT / OTTT ImageNet NF-ResNets)
 
 __all__ += ["SpikingNFResNet", "nf_resnet34", "nf_resnet50", "nf_resnet101"]
+
+from .spikformer import Spikformer, spikformer_4_384, spikformer_8_384, spikformer_dvs  # noqa: E402  (Spikformer, ICLR 2023)
+from .spike_driven_transformer import SpikeDrivenTransformer, spike_driven_transformer_2_512  # noqa: E402  (NeurIPS 2023)
+
+__all__ += ["SpikeDrivenTransformer", "Spikformer", "spike_driven_transformer_2_512", "spikformer_4_384", "spikformer_8_384", "spikformer_dvs"]
