@@ -14,7 +14,8 @@ The official model of ``BICLab/Spike-Driven-Transformer`` (``model/spikeformer.p
   - SDSA (Sec. 3.3, spike-driven self-attention): ``S = SN(x)``; ``Q, K, V = SN(BN(Conv1x1(S)))`` (no
     bias), heads split; ``SDSA(Q, K, V) = Q ⊗ SN_0.5(SUM_c(K ⊗ V))``: a Hadamard product, the column sum
     over the N tokens and a threshold-0.5 neuron, then ``Q`` masks the result (linear in N and D, no
-    matrix multiplication, no scale); then ``BN(Conv1x1(.))`` and ``x + .``;
+    matrix multiplication, no scale; every operation is per channel, so the head split changes no value);
+    then ``BN(Conv1x1(.))`` and ``x + .``;
   - MLP: ``SN -> Conv1x1(D -> 4D) -> BN -> SN -> Conv1x1(4D -> D) -> BN``, ``x + .``.
 * Head: mean over tokens, ``SN``, ``Linear(D -> classes)`` at every step (the official head; the method's
   mean over T gives the official ``x.mean(0)``, its ``loss: tet`` the official TET per-step loss).

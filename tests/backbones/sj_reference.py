@@ -1,0 +1,88 @@
+"""Functional transcriptions of the official spiking-transformer code paths, for reference tests.
+
+Independent of the library's neurons and layers: SpikingJelly's ``MultiStepLIFNode(tau=2.0,
+detach_reset=True)`` (decay_input, hard reset to 0, sigmoid surrogate α = 4) as a plain loop, and
+conv / linear / BatchNorm (batch statistics, train mode) as ``torch.nn.functional`` calls on weights
+read from a library model.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lightning_snn.neurons import reset_states
+
+
+class _Heaviside(torch.autograd.Function):
+    """Spike ``x >= 0``; backward: SpikingJelly's ``surrogate.Sigmoid(alpha=4)``."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return (x >= 0).to(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        sg = torch.sigmoid(4.0 * x)
+        return grad * 4.0 * sg * (1 - sg)
+
+
+def lif(x: torch.Tensor, v_threshold: float = 1.0) -> torch.Tensor:
+    """MultiStepLIFNode(tau=2.0, detach_reset=True) on ``[T, ...]``, from a zero membrane."""
+    v = torch.zeros_like(x[0])
+    out = []
+    for xt in x:
+        h = v + (xt - v) / 2.0
+        s = _Heaviside.apply(h - v_threshold)
+        v = h * (1 - s.detach())
+        out.append(s)
+    return torch.stack(out)
+
+
+def bn(x: torch.Tensor, layer: nn.Module) -> torch.Tensor:
+    """BatchNorm with batch statistics over every dimension but 1 (BatchNorm1d / 2d in train mode)."""
+    return F.batch_norm(x, None, None, layer.weight, layer.bias, training=True, eps=layer.eps)
+
+
+def layers(model: nn.Module, kind: type[nn.Module]) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, kind)]
+
+
+def max_pool(x: torch.Tensor) -> torch.Tensor:
+    """MaxPool2d(3, 2, 1) on ``[T, B, C, H, W]``."""
+    return F.max_pool2d(x.flatten(0, 1), 3, 2, 1).unflatten(0, x.shape[:2])
+
+
+def conv_bn(x: torch.Tensor, conv: nn.Module, norm: nn.Module, padding: int = 1) -> torch.Tensor:
+    """``BN(Conv(x))`` on ``[T, B, C, H, W]`` with the time steps folded into the batch."""
+    y = F.conv2d(x.flatten(0, 1), conv.weight, conv.bias, padding=padding)
+    return bn(y, norm).unflatten(0, x.shape[:2])
+
+
+def spread_batchnorm(model: nn.Module, bias: tuple[float, float]) -> None:
+    """Random BN affine parameters (weight in [0.5, 2], bias in ``bias``) so that every neuron fires sometimes
+    and never always: the reference comparison then covers every spike path."""
+    with torch.no_grad():
+        for m in layers(model, nn.modules.batchnorm._BatchNorm):
+            m.weight.uniform_(0.5, 2.0)
+            m.bias.uniform_(*bias)
+
+
+def assert_same_forward_and_gradients(model: nn.Module, reference, x: torch.Tensor) -> None:
+    """The library model (mean over T of ``[T, B, K]``) against ``reference(model, x) -> [B, K]``, float64."""
+    outs = []
+    for fn in (lambda xi: model(xi).mean(0), lambda xi: reference(model, xi)):
+        model.zero_grad()
+        reset_states(model)
+        xi = x.clone().requires_grad_(True)
+        out = fn(xi)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+        outs.append((out.detach(), xi.grad, {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (o1, g1, p1), (o2, g2, p2) = outs
+    torch.testing.assert_close(o1, o2, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(g1, g2, rtol=1e-8, atol=1e-12)
+    assert p1.keys() == p2.keys()
+    for name in p1:
+        torch.testing.assert_close(p1[name], p2[name], rtol=1e-8, atol=1e-12, msg=name)
