@@ -22,12 +22,17 @@ SHRINK_BY_DIR = {("ide", "CIFAR10DataModule"): ["--model.init_args.T", "2"], ("i
                  ("sltt", "DVSGestureDataModule"): ["--model.init_args.T", "4", "--data.init_args.T", "4"],
                  ("ottt", "DVSGestureDataModule"): ["--model.init_args.T", "4", "--data.init_args.T", "4"],
                  # SLTT's ImageNet NF-ResNets run T = 6 (K = 2 for SLTT-2); the tiny batch runs 2 steps
-                 ("sltt", "ImageNetDataModule"): ["--model.init_args.T", "2"], ("ottt", "ImageNetDataModule"): ["--model.init_args.T", "2"]}
+                 ("sltt", "ImageNetDataModule"): ["--model.init_args.T", "2"], ("ottt", "ImageNetDataModule"): ["--model.init_args.T", "2"],
+                 # bptt's CIFAR10-DVS rows run T = 10 (VGGSNN, 48x48) and 16 (Spikformer, 128x128) frames; the tiny batch runs 4
+                 ("bptt", "CIFAR10DVSDataModule"): ["--model.init_args.T", "4", "--data.init_args.T", "4"]}
 
 
 # SLTT's ImageNet stage-2 rows differ from sltt/imagenet_nf_resnet34.yaml only in the NF-ResNet depth (and K): they are
 # built (parsed and instantiated); the 34-layer row runs the tiny batch, and SLTT-K's step runs in the DVS rows.
-BUILD_ONLY = {"sltt/imagenet_nf_resnet50.yaml", "sltt/imagenet_nf_resnet101.yaml", "sltt/imagenet_nf_resnet101_k2.yaml"}
+BUILD_ONLY = {"sltt/imagenet_nf_resnet50.yaml", "sltt/imagenet_nf_resnet101.yaml", "sltt/imagenet_nf_resnet101_k2.yaml",
+              # the CIFAR-100 rows of the spiking transformers differ from their CIFAR-10 rows (which run the tiny batch)
+              # only in the dataset, its statistics and the head width
+              "bptt/cifar100_spikformer_4_384.yaml", "bptt/cifar100_spike_driven_transformer_2_512.yaml"}
 
 
 def _data_class(config: Path) -> str:

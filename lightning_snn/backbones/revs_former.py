@@ -40,7 +40,15 @@ from ..neurons import NeuronFactory, StepMode, build_neuron_factory
 from .layers import SpikingBackbone, TimeDistributed
 from .registry import register_backbone
 from .reversible import ReversibleBackboneMixin, ReversibleBlock, ReversibleSequence
-from .spiking_transformer_blocks import SpikingDropPath, SpikingMLP, SpikingSelfAttention, SpikingTokenizer, TokenMean, trunc_normal_init
+from .spiking_transformer_blocks import (
+    SpikingDropPath,
+    SpikingMLP,
+    SpikingSelfAttention,
+    SpikingTokenizer,
+    TokenMean,
+    drop_path_rates,
+    trunc_normal_init,
+)
 
 __all__ = [
     "REVSFORMER_LIF_CIFAR",
@@ -126,7 +134,7 @@ class RevSFormer(ReversibleBackboneMixin, SpikingBackbone):
         self.embed_dim = int(embed_dim)
         self.depth = int(depth)
         hidden = int(embed_dim * mlp_ratio)
-        rates = torch.linspace(0.0, float(drop_path_rate), max(depth, 1)).tolist() if drop_path_rate > 0 else [0.0] * depth
+        rates = drop_path_rates(drop_path_rate, depth)
         blocks = [
             ReversibleBlock(
                 SpikingSelfAttention(embed_dim, num_heads, self.spiking, attn_threshold, attn_scale, rates[i]),

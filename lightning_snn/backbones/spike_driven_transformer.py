@@ -4,14 +4,14 @@ The official model of ``BICLab/Spike-Driven-Transformer`` (``model/spikeformer.p
 ``module/ms_conv.py``; ``spike_mode="lif"``), built from the shared blocks of
 ``spiking_transformer_blocks.py``:
 
-* MS-SPS (Sec. 3.2): ``Conv3x3 -> BN -> SN`` to D/8, D/4, D/2, then ``Conv3x3 -> BN`` to D; with the
+* MS-SPS (Sec. 3, Fig. 2): ``Conv3x3 -> BN -> SN`` to D/8, D/4, D/2, then ``Conv3x3 -> BN`` to D; with the
   CIFAR stem (official ``pooling_stat="0011"``) MaxPool(3, s2, p1) after the third neuron and after the
   fourth BN (32x32 -> 8x8 tokens), with the DVS stem (``"1111"``) after every stage. The pooled membrane
   input u is the shortcut: output ``u + BN(Conv3x3(SN(u)))`` (relative position embedding on the membrane).
-* ``depth`` blocks with membrane shortcuts (Sec. 3.2, Fig. 2): the residual stream carries membrane
+* ``depth`` blocks with membrane shortcuts (Sec. 3, Fig. 2): the residual stream carries membrane
   potentials and every branch starts with a neuron, so all convolutions see spikes.
 
-  - SDSA (Sec. 3.3, spike-driven self-attention): ``S = SN(x)``; ``Q, K, V = SN(BN(Conv1x1(S)))`` (no
+  - SDSA (Sec. 3, spike-driven self-attention): ``S = SN(x)``; ``Q, K, V = SN(BN(Conv1x1(S)))`` (no
     bias), heads split; ``SDSA(Q, K, V) = Q ⊗ SN_0.5(SUM_c(K ⊗ V))``: a Hadamard product, the column sum
     over the N tokens and a threshold-0.5 neuron, then ``Q`` masks the result (linear in N and D, no
     matrix multiplication, no scale; every operation is per channel, so the head split changes no value);
@@ -34,14 +34,21 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-import torch
 from torch import nn
 
 from ..neurons import NeuronFactory, StepMode, build_neuron_factory
 from .layers import SpikingBackbone, TimeDistributed
 from .registry import register_backbone
 from .spikformer import SPIKFORMER_LIF
-from .spiking_transformer_blocks import ResidualBlock, SpikingMLP, SpikingSelfAttention, SpikingTokenizer, TokenMean, trunc_normal_init
+from .spiking_transformer_blocks import (
+    ResidualBlock,
+    SpikingMLP,
+    SpikingSelfAttention,
+    SpikingTokenizer,
+    TokenMean,
+    drop_path_rates,
+    trunc_normal_init,
+)
 
 __all__ = ["SpikeDrivenTransformer", "spike_driven_transformer", "spike_driven_transformer_2_512"]
 
@@ -80,7 +87,7 @@ class SpikeDrivenTransformer(SpikingBackbone):
         self.embed_dim = int(embed_dim)
         self.depth = int(depth)
         hidden = int(embed_dim * mlp_ratio)
-        rates = torch.linspace(0.0, float(drop_path_rate), max(depth, 1)).tolist() if drop_path_rate > 0 else [0.0] * depth
+        rates = drop_path_rates(drop_path_rate, depth)
         blocks = [
             ResidualBlock(
                 SpikingSelfAttention(

@@ -3,13 +3,13 @@
 The official model of ``ZK-Zhou/spikformer`` (``cifar10/model.py``, ``cifar10dvs/model.py``), built from the
 shared blocks of ``spiking_transformer_blocks.py``:
 
-* SPS (Sec. 3.2): ``Conv3x3 -> BN -> SN`` to D/8, D/4, D/2, D (CIFAR stem: MaxPool(3, s2, p1) after the
+* SPS (Sec. 3.1): ``Conv3x3 -> BN -> SN`` to D/8, D/4, D/2, D (CIFAR stem: MaxPool(3, s2, p1) after the
   last two neurons, 32x32 -> 8x8 tokens; DVS stem: after all four, 128x128 -> 8x8), then the relative
   position embedding on the patch spikes x: ``x + SN(BN(Conv3x3(x)))``. Convolutions without bias.
-* ``depth`` blocks (Eq. 5-6): ``x = x + SSA(x); x = x + MLP(x)`` on the (integer-valued) residual stream,
+* ``depth`` blocks (Sec. 3.1): ``x = x + SSA(x); x = x + MLP(x)`` on the (integer-valued) residual stream,
   post-activation as the official code: every branch ends in a neuron, so both branches add spikes.
 
-  - SSA (Sec. 3.3, Eq. 9-11): ``Q, K, V = SN(BN(Linear(x)))``, heads split, ``SN_0.5(Q K^T V * s)``
+  - SSA (Sec. 3.2, Eq. 9-11): ``Q, K, V = SN(BN(Linear(x)))``, heads split, ``SN_0.5(Q K^T V * s)``
     (no softmax; s = 0.125 on CIFAR, 0.25 on CIFAR10-DVS), ``SN(BN(Linear(.)))``;
   - MLP: ``SN(BN(Linear(D -> 4D)))``, ``SN(BN(Linear(4D -> D)))``.
   The official CIFAR model's q / k / v / proj / MLP are ``nn.Linear`` (bias, trunc-normal(0.02) init);
@@ -32,14 +32,21 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-import torch
 from torch import nn
 
 from ..neurons import NeuronFactory, StepMode, build_neuron_factory
 from .layers import SpikingBackbone, TimeDistributed
 from .registry import register_backbone
 from .revs_former import REVSFORMER_LIF_CIFAR
-from .spiking_transformer_blocks import ResidualBlock, SpikingMLP, SpikingSelfAttention, SpikingTokenizer, TokenMean, trunc_normal_init
+from .spiking_transformer_blocks import (
+    ResidualBlock,
+    SpikingMLP,
+    SpikingSelfAttention,
+    SpikingTokenizer,
+    TokenMean,
+    drop_path_rates,
+    trunc_normal_init,
+)
 
 __all__ = ["SPIKFORMER_LIF", "Spikformer", "spikformer", "spikformer_4_384", "spikformer_8_384", "spikformer_dvs"]
 
@@ -91,7 +98,7 @@ class Spikformer(SpikingBackbone):
         hidden = int(embed_dim * mlp_ratio)
         qkv_bias = cifar if qkv_bias is None else qkv_bias
         attn_scale = (0.125 if cifar else 0.25) if attn_scale is None else attn_scale
-        rates = torch.linspace(0.0, float(drop_path_rate), max(depth, 1)).tolist() if drop_path_rate > 0 else [0.0] * depth
+        rates = drop_path_rates(drop_path_rate, depth)
         blocks = [
             ResidualBlock(
                 SpikingSelfAttention(

@@ -2,20 +2,20 @@
 
 All three papers build on the same pieces, arranged differently:
 
-* a convolutional **tokenizer** (Spikformer's SPS, "spiking patch splitting", Zhou et al. ICLR 2023, Sec. 3.2):
+* a convolutional **tokenizer** (Spikformer's SPS, "spiking patch splitting", Zhou et al. ICLR 2023, Sec. 3.1, overall architecture):
   ``Conv3x3 + BN`` to D/8, then ``SN -> [MaxPool] -> Conv3x3 -> BN`` to D/4, D/2, D and D (4x downsampling with
   the CIFAR stem, 16x with the DVS stem). How the last stage closes differs (``shortcut``):
 
   - ``"none"`` (Spikingformer / RevSFormer): the last ``SN -> MaxPool -> Conv -> BN`` is the output;
-  - ``"spike"`` (Spikformer's relative position embedding, Sec. 3.2): ``x = MaxPool(SN(.))`` are the patch
+  - ``"spike"`` (Spikformer's relative position embedding, Sec. 3.1): ``x = MaxPool(SN(.))`` are the patch
     spikes, ``RPE = SN(BN(Conv(x)))``, output ``x + RPE``;
-  - ``"membrane"`` (Spike-driven Transformer's membrane shortcut, Yao et al. NeurIPS 2023, Sec. 3.2 / Fig. 2):
+  - ``"membrane"`` (Spike-driven Transformer's membrane shortcut, Yao et al. NeurIPS 2023, Sec. 3, Fig. 2):
     ``u = MaxPool(.)`` on the membrane input (pooled before the neuron), output ``u + BN(Conv(SN(u)))``.
 
 * **spiking self-attention** on ``[..., C, H, W]`` tokens, q/k/v = ``SN(BN(Conv1x1(x)))`` split into heads:
 
-  - ``attention="ssa"`` (Spikformer Sec. 3.3, Eq. 9-11): ``SN_0.5((q k^T) v * s)``, no softmax, fixed scale s;
-  - ``attention="sdsa"`` (Spike-driven Transformer Sec. 3.3, SDSA): ``q * SN_0.5(SUM_c(k * v))``, the
+  - ``attention="ssa"`` (Spikformer Sec. 3.2, Eq. 9-11): ``SN_0.5((q k^T) v * s)``, no softmax, fixed scale s;
+  - ``attention="sdsa"`` (Spike-driven Transformer Sec. 3, SDSA): ``q * SN_0.5(SUM_c(k * v))``, the
     Hadamard products and the column sum over tokens replacing both matrix products;
 
   then ``Conv1x1 -> BN``. ``neuron_first=True`` fires the input first (pre-activation: Spikingformer,
@@ -23,7 +23,7 @@ All three papers build on the same pieces, arranged differently:
   potential); ``neuron_first=False`` fires the output instead (Spikformer: ``SN(BN(Linear(.)))``).
 * **spiking MLP**: ``SN -> Conv1x1 -> BN -> SN -> Conv1x1 -> BN`` (``neuron_first``) or
   ``Conv1x1 -> BN -> SN -> Conv1x1 -> BN -> SN`` (Spikformer).
-* :class:`ResidualBlock`: ``x = x + F(x); x = x + G(x)`` (Spikformer Eq. 5-6; SDT's Eq. for the MS blocks).
+* :class:`ResidualBlock`: ``x = x + F(x); x = x + G(x)`` (Spikformer Sec. 3.1; the Spike-driven Transformer's MS blocks).
 
 A 1x1 convolution on tokens is the official ``nn.Linear`` on ``[T, B, N, C]`` (same weights, same
 parameter count); every layer takes ``[T, B, ...]`` (multi-step) or ``[B, ...]`` (single-step).
@@ -45,6 +45,7 @@ __all__ = [
     "SpikingSelfAttention",
     "SpikingTokenizer",
     "TokenMean",
+    "drop_path_rates",
     "trunc_normal_init",
     "with_threshold",
 ]
@@ -61,6 +62,13 @@ def with_threshold(node: nn.Module, value: float | None) -> nn.Module:
     elif th is not None:
         node.v_threshold = float(value)
     return node
+
+
+def drop_path_rates(rate: float, depth: int) -> list[float]:
+    """timm's stochastic-depth decay rule: ``linspace(0, rate, depth)``, one rate per block (all 0 when off)."""
+    if rate <= 0:
+        return [0.0] * depth
+    return torch.linspace(0.0, float(rate), max(depth, 1)).tolist()
 
 
 def trunc_normal_init(module: nn.Module, types: tuple[type[nn.Module], ...]) -> None:

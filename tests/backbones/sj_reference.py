@@ -86,3 +86,16 @@ def assert_same_forward_and_gradients(model: nn.Module, reference, x: torch.Tens
     assert p1.keys() == p2.keys()
     for name in p1:
         torch.testing.assert_close(p1[name], p2[name], rtol=1e-8, atol=1e-12, msg=name)
+
+
+def assert_single_step_equals_multi_step(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Eval-mode outputs of the multi-step and the single-step (T loop outside the layers) modes agree."""
+    model.eval()
+    with torch.no_grad():
+        reset_states(model)
+        y_m = model(x)
+        reset_states(model)
+        model.step_mode = "s"
+        y_s = model(x)
+    torch.testing.assert_close(y_m, y_s)
+    return y_m
