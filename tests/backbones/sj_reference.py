@@ -99,3 +99,32 @@ def assert_single_step_equals_multi_step(model: nn.Module, x: torch.Tensor) -> t
         y_s = model(x)
     torch.testing.assert_close(y_m, y_s)
     return y_m
+
+
+def digits_test_accuracy(backbone: str, neuron: dict, backbone_kwargs: dict, epochs: int = 10) -> float:
+    """Train ``backbone`` by BPTT (T = 2, Adam 5e-3, cosine) on scikit-learn's real 8x8 digits; test accuracy."""
+    import lightning as L
+
+    from lightning_snn.data import DigitsDataModule
+    from lightning_snn.methods import BPTT
+
+    class _DigitsBPTT(BPTT):
+        def configure_optimizers(self):
+            opt = torch.optim.Adam(self.parameters(), lr=5e-3)
+            return [opt], [torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.trainer.max_epochs)]
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # per-op overhead dominates these tiny networks; extra threads only contend
+    try:
+        L.seed_everything(0)
+        model = _DigitsBPTT(backbone=backbone, num_classes=10, input_shape=(1, 8, 8), T=2, neuron=neuron,
+                            backbone_kwargs={"in_channels": 1, **backbone_kwargs})
+        trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=epochs, deterministic=True, logger=False,
+                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                            num_sanity_val_steps=0, limit_val_batches=0)
+        dm = DigitsDataModule(batch_size=32)
+        trainer.fit(model, dm)
+        (result,) = trainer.test(model, dm, verbose=False)
+    finally:
+        torch.set_num_threads(threads)
+    return float(result["test/acc"])
