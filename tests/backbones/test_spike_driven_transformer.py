@@ -11,6 +11,7 @@ from lightning_snn.backbones import SpikeDrivenTransformer, create_backbone, lis
 from lightning_snn.backbones.spikformer import SPIKFORMER_LIF
 from lightning_snn.backbones.spiking_transformer_blocks import SpikingSelfAttention
 from lightning_snn.neurons import LIFNode
+from lightning_snn.quantization import QuantSpec, is_quantized, quantize_model
 from tests.backbones.sj_reference import (
     assert_same_forward_and_gradients,
     assert_single_step_equals_multi_step,
@@ -114,6 +115,19 @@ def test_official_defaults_and_neurons():
     convs = layers(model, torch.nn.Conv2d) + layers(model, torch.nn.Conv1d)
     assert all(abs(float(c.weight.detach().std()) - 0.02) < 0.002 for c in convs if c.weight.numel() > 10_000)  # trunc_normal(0.02)
     assert all(c.bias is None or not c.bias.any() for c in convs)
+
+
+def test_quantization_aware_training_reaches_every_weight_layer():
+    """QAT's fake quantization wraps the 1x1 token convolutions (Conv1d) as well as the tokenizer and the head."""
+    model = SpikeDrivenTransformer(embed_dim=16, depth=1, num_heads=2, num_classes=3)
+    names = quantize_model(model, QuantSpec(bits=4))
+    weights = [m for m in model.modules() if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Linear))]
+    assert len(names) == len(weights) == 5 + 4 + 2 + 1  # tokenizer, q / k / v / proj, MLP, head
+    assert all(is_quantized(m, "weight") for m in weights)
+    torch.manual_seed(0)
+    out = model(torch.randn(2, 2, 3, 16, 16))
+    out.sum().backward()
+    assert out.shape == (2, 2, 3) and all(p.grad is not None for p in model.parameters())
 
 
 def test_single_step_equals_multi_step_in_eval():
