@@ -22,7 +22,9 @@ SHRINK_BY_DIR = {("ide", "CIFAR10DataModule"): ["--model.init_args.T", "2"], ("i
                  ("sltt", "DVSGestureDataModule"): ["--model.init_args.T", "4", "--data.init_args.T", "4"],
                  ("ottt", "DVSGestureDataModule"): ["--model.init_args.T", "4", "--data.init_args.T", "4"],
                  # SLTT's ImageNet NF-ResNets run T = 6 (K = 2 for SLTT-2); the tiny batch runs 2 steps
-                 ("sltt", "ImageNetDataModule"): ["--model.init_args.T", "2"], ("ottt", "ImageNetDataModule"): ["--model.init_args.T", "2"]}
+                 ("sltt", "ImageNetDataModule"): ["--model.init_args.T", "2"], ("ottt", "ImageNetDataModule"): ["--model.init_args.T", "2"],
+                 # bptt's CIFAR10-DVS rows run T = 10 (VGGSNN, 48x48) and 16 (Spikformer, 128x128) frames; the tiny batch runs 4
+                 ("bptt", "CIFAR10DVSDataModule"): ["--model.init_args.T", "4", "--data.init_args.T", "4"]}
 
 
 # SLTT's ImageNet stage-2 rows differ from sltt/imagenet_nf_resnet34.yaml only in the NF-ResNet depth (and K): they are
@@ -31,7 +33,10 @@ BUILD_ONLY = {"sltt/imagenet_nf_resnet50.yaml", "sltt/imagenet_nf_resnet101.yaml
               # the SEW paper's CIFAR10-DVS net is the DVS Gesture net (same class) at twice and four times the width;
               # the Gesture row runs the tiny batch. MS-ResNet-18's CIFAR-100 row differs from its CIFAR-10 row in the
               # dataset, head width, milestones and seed only.
-              "bptt/cifar10dvs_sew_resnet.yaml", "bptt/cifar100_ms_resnet18.yaml"}
+              "bptt/cifar10dvs_sew_resnet.yaml", "bptt/cifar100_ms_resnet18.yaml",
+              # the CIFAR-100 rows of the spiking transformers differ from their CIFAR-10 rows (which run the tiny batch)
+              # only in the dataset, its statistics and the head width
+              "bptt/cifar100_spikformer_4_384.yaml", "bptt/cifar100_spike_driven_transformer_2_512.yaml"}
 # The SEW DVS nets need full 128x128 frames (seven 2x2 poolings); the tiny batch runs 2 of their 16 frames in fp32
 # (CPU bf16 autocast of the convolutions costs more than the run); MS-ResNet-18's CIFAR row runs T = 2 of its 4 steps
 SHRINK_BY_CONFIG = {c: ["--model.init_args.T", "2", "--data.init_args.T", "2", "--trainer.precision", "32-true"]

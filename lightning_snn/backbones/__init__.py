@@ -83,3 +83,8 @@ __all__ += ["SEWDVSNet", "SEWResNet", "sew_resnet18", "sew_resnet34", "sew_resne
 from .ms_resnet import MSResNet, ms_resnet18, ms_resnet34  # noqa: E402  (MS-ResNet, Hu et al. TNNLS 2024)
 
 __all__ += ["MSResNet", "ms_resnet18", "ms_resnet34"]
+
+from .spikformer import Spikformer, spikformer_4_384, spikformer_8_384, spikformer_dvs  # noqa: E402  (Spikformer, ICLR 2023)
+from .spike_driven_transformer import SpikeDrivenTransformer, spike_driven_transformer_2_512  # noqa: E402  (NeurIPS 2023)
+
+__all__ += ["SpikeDrivenTransformer", "Spikformer", "spike_driven_transformer_2_512", "spikformer_4_384", "spikformer_8_384", "spikformer_dvs"]

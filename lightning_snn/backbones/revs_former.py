@@ -25,7 +25,8 @@ classes, the README's 5.76M / 9.32M; 12 heads for CIFAR-10 and 8 for CIFAR-100 i
 at the end of F and G, rates growing linearly over the blocks. The official models construct DropPath
 but never apply it, so the default is 0; when active, the reversible blocks replay the RNG in the
 recompute (see ``reversible.py``). ``reversible=False`` builds the non-reversible twin with the same
-parameter names.
+parameter names. The tokenizer, F and G are the shared blocks of ``spiking_transformer_blocks.py``
+(Spikformer and the Spike-driven Transformer arrange the same blocks differently).
 """
 from __future__ import annotations
 
@@ -35,10 +36,19 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from ..neurons import BatchNormThroughTime, NeuronFactory, StepMode, build_neuron_factory
+from ..neurons import NeuronFactory, StepMode, build_neuron_factory
 from .layers import SpikingBackbone, TimeDistributed
 from .registry import register_backbone
 from .reversible import ReversibleBackboneMixin, ReversibleBlock, ReversibleSequence
+from .spiking_transformer_blocks import (
+    SpikingDropPath,
+    SpikingMLP,
+    SpikingSelfAttention,
+    SpikingTokenizer,
+    TokenMean,
+    drop_path_rates,
+    trunc_normal_init,
+)
 
 __all__ = [
     "REVSFORMER_LIF_CIFAR",
@@ -69,141 +79,6 @@ REVSFORMER_LIF_CIFAR: dict[str, Any] = {
 REVSFORMER_LIF_DVS: dict[str, Any] = {**REVSFORMER_LIF_CIFAR, "tau": 1.5}
 
 
-def _set_threshold(node: nn.Module, value: float | None) -> nn.Module:
-    """Give a neuron from the factory another firing threshold (the attention neuron's 0.5)."""
-    if value is None:
-        return node
-    th = getattr(node, "v_threshold", None)
-    if isinstance(th, torch.Tensor):
-        with torch.no_grad():
-            th.fill_(float(value))
-    elif th is not None:
-        node.v_threshold = float(value)
-    return node
-
-
-class SpikingDropPath(nn.Module):
-    """timm's DropPath (``timm.layers.drop_path``) with one mask per *sample*: in multi-step mode
-    ``[T, B, ...]`` the mask is drawn over B and shared by the T steps (timm's own would draw it over the
-    leading T axis). timm is imported on first use, not with the package."""
-
-    def __init__(self, drop_prob: float = 0.0, scale_by_keep: bool = True, step_mode: StepMode = "m") -> None:
-        super().__init__()
-        self.drop_prob = float(drop_prob)
-        self.scale_by_keep = bool(scale_by_keep)
-        self.step_mode: StepMode = step_mode
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from timm.layers import drop_path
-
-        if self.step_mode == "m":
-            return drop_path(x.transpose(0, 1), self.drop_prob, self.training, self.scale_by_keep).transpose(0, 1)
-        return drop_path(x, self.drop_prob, self.training, self.scale_by_keep)
-
-    def extra_repr(self) -> str:
-        return f"drop_prob={self.drop_prob:g}"
-
-
-class SpikingTokenizer(nn.Module):
-    """Spikingformer's tokenizer (see the module docstring); 4x (``cifar``) or 16x (``dvs``) downsampling."""
-
-    def __init__(
-        self, in_channels: int, embed_dim: int, neuron: NeuronFactory, kind: Literal["cifar", "dvs"] = "cifar"
-    ) -> None:
-        super().__init__()
-        if kind not in ("cifar", "dvs"):
-            raise ValueError(f"tokenizer must be 'cifar' or 'dvs', got {kind!r}")
-        if embed_dim % 8:
-            raise ValueError(f"embed_dim must be a multiple of 8, got {embed_dim}")
-        widths = [embed_dim // 8, embed_dim // 4, embed_dim // 2, embed_dim, embed_dim]
-        pools = [False, False, True, True] if kind == "cifar" else [True, True, True, True]
-        stages: list[nn.Module] = [
-            nn.Sequential(
-                TimeDistributed(nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)), BatchNormThroughTime(widths[0])
-            )
-        ]
-        for cin, cout, pool in zip(widths[:-1], widths[1:], pools):
-            layers: list[nn.Module] = [neuron()]
-            if pool:
-                layers.append(TimeDistributed(nn.MaxPool2d(kernel_size=3, stride=2, padding=1)))
-            layers += [TimeDistributed(nn.Conv2d(cin, cout, 3, 1, 1, bias=False)), BatchNormThroughTime(cout)]
-            stages.append(nn.Sequential(*layers))
-        self.stages = nn.Sequential(*stages)
-        self.kind = kind
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stages(x)
-
-
-class SpikingSelfAttention(nn.Module):
-    """Spiking self-attention (F of a RevSFormer block) on ``[..., C, H, W]`` (``...`` = T, B or B)."""
-
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        neuron: NeuronFactory,
-        attn_threshold: float | None = 0.5,
-        scale: float = 0.125,
-        drop_path: float = 0.0,
-    ) -> None:
-        super().__init__()
-        if dim % num_heads:
-            raise ValueError(f"dim {dim} must be divisible by num_heads {num_heads}")
-        self.dim = dim
-        self.num_heads = num_heads
-        self.scale = float(scale)
-        self.proj_lif = neuron()
-        self.q_conv = TimeDistributed(nn.Conv1d(dim, dim, 1, bias=False))
-        self.q_bn = BatchNormThroughTime(dim)
-        self.q_lif = neuron()
-        self.k_conv = TimeDistributed(nn.Conv1d(dim, dim, 1, bias=False))
-        self.k_bn = BatchNormThroughTime(dim)
-        self.k_lif = neuron()
-        self.v_conv = TimeDistributed(nn.Conv1d(dim, dim, 1, bias=False))
-        self.v_bn = BatchNormThroughTime(dim)
-        self.v_lif = neuron()
-        self.attn_lif = _set_threshold(neuron(), attn_threshold)
-        self.proj_conv = TimeDistributed(nn.Conv1d(dim, dim, 1, bias=True))
-        self.proj_bn = BatchNormThroughTime(dim)
-        self.drop_path = SpikingDropPath(drop_path) if drop_path > 0 else nn.Identity()
-
-    def _heads(self, t: torch.Tensor) -> torch.Tensor:
-        # [..., C, N] -> [..., heads, N, C / heads]
-        *lead, c, n = t.shape
-        return t.transpose(-1, -2).reshape(*lead, n, self.num_heads, c // self.num_heads).transpose(-2, -3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = x.shape
-        x = self.proj_lif(x).flatten(-2)  # [..., C, N]
-        q = self._heads(self.q_lif(self.q_bn(self.q_conv(x))))
-        k = self._heads(self.k_lif(self.k_bn(self.k_conv(x))))
-        v = self._heads(self.v_lif(self.v_bn(self.v_conv(x))))
-        out = (q @ k.transpose(-2, -1)) @ v * self.scale  # [..., heads, N, d], no softmax
-        out = out.transpose(-1, -2).reshape(x.shape)  # [..., C, N], heads concatenated
-        out = self.proj_bn(self.proj_conv(self.attn_lif(out)))
-        return self.drop_path(out.reshape(shape))
-
-
-class SpikingMLP(nn.Module):
-    """Spiking MLP (G of a RevSFormer block): ``SN -> Conv1x1 -> BN -> SN -> Conv1x1 -> BN``."""
-
-    def __init__(self, dim: int, hidden: int, neuron: NeuronFactory, drop_path: float = 0.0) -> None:
-        super().__init__()
-        self.mlp1_lif = neuron()
-        self.mlp1_conv = TimeDistributed(nn.Conv2d(dim, hidden, 1, bias=True))
-        self.mlp1_bn = BatchNormThroughTime(hidden)
-        self.mlp2_lif = neuron()
-        self.mlp2_conv = TimeDistributed(nn.Conv2d(hidden, dim, 1, bias=True))
-        self.mlp2_bn = BatchNormThroughTime(dim)
-        self.drop_path = SpikingDropPath(drop_path) if drop_path > 0 else nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.mlp1_bn(self.mlp1_conv(self.mlp1_lif(x)))
-        x = self.mlp2_bn(self.mlp2_conv(self.mlp2_lif(x)))
-        return self.drop_path(x)
-
-
 class _Duplicate(nn.Module):
     """``cat([x, x])`` along the channel dimension: both streams start from the tokens."""
 
@@ -213,13 +88,6 @@ class _Duplicate(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([x, x], dim=2 if self.step_mode == "m" else 1)
-
-
-class _TokenMean(nn.Module):
-    """``[..., C, H, W] -> [..., C]``: the mean over tokens."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.flatten(-2).mean(-1)
 
 
 class RevSFormer(ReversibleBackboneMixin, SpikingBackbone):
@@ -266,7 +134,7 @@ class RevSFormer(ReversibleBackboneMixin, SpikingBackbone):
         self.embed_dim = int(embed_dim)
         self.depth = int(depth)
         hidden = int(embed_dim * mlp_ratio)
-        rates = torch.linspace(0.0, float(drop_path_rate), max(depth, 1)).tolist() if drop_path_rate > 0 else [0.0] * depth
+        rates = drop_path_rates(drop_path_rate, depth)
         blocks = [
             ReversibleBlock(
                 SpikingSelfAttention(embed_dim, num_heads, self.spiking, attn_threshold, attn_scale, rates[i]),
@@ -280,18 +148,11 @@ class RevSFormer(ReversibleBackboneMixin, SpikingBackbone):
             SpikingTokenizer(in_channels, embed_dim, self.spiking, tokenizer),
             _Duplicate(),
             ReversibleSequence(blocks, reversible=reversible, reuse_output_storage=True),
-            _TokenMean(),
+            TokenMean(),
             TimeDistributed(nn.Linear(2 * embed_dim, num_classes)),
         )
-        self.apply(self._init_weights)
+        trunc_normal_init(self, (nn.Linear,))  # timm's init of the official model: the head only
         self.finalize()
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)  # the distribution of timm's trunc_normal_
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
 
     @property
     def num_blocks(self) -> int:

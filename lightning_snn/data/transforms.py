@@ -164,18 +164,41 @@ def timm_train_transform(norm_mean: Sequence[float], norm_std: Sequence[float], 
     Order (timm): ``RandomResizedCropAndInterpolation`` -> ``RandomHorizontalFlip`` -> ``RandAugment`` /
     ``AutoAugment`` (``auto_augment``) -> ``ToTensor`` -> ``Normalize`` -> ``RandomErasing`` (``re_prob``).
     ``norm_mean``/``norm_std`` (``mean``/``std``) and ``input_size`` come from the DataModule; ``kwargs`` are
-    ``create_transform``'s other arguments.
+    ``create_transform``'s other arguments, plus ``rand_augment_ops``: the names of the RandAugment operations
+    to keep (Spikformer's ``aa_snn.py`` keeps ``[Equalize, Rotate, ShearX, TranslateXRel, TranslateYRel]`` of
+    timm's list; the choice among the kept ones stays uniform, as there).
     """
     from timm.data import create_transform
 
     for key in ("is_training", "mean", "std", "input_size"):
         if key in kwargs:
             raise ValueError(f"timm_transform: {key!r} is set by the DataModule; remove it from timm_transform")
+    keep = kwargs.pop("rand_augment_ops", None)
     try:
         transform = create_transform(input_size=image_size, is_training=True, mean=tuple(norm_mean), std=tuple(norm_std), **kwargs)
     except TypeError as err:
         raise ValueError(f"timm_transform: invalid arguments {dict(kwargs)}: {err}") from None
-    return transform if isinstance(transform, T.Compose) else T.Compose([transform])
+    transform = transform if isinstance(transform, T.Compose) else T.Compose([transform])
+    if keep is not None:
+        _keep_rand_augment_ops(transform, [str(name) for name in keep])  # type: ignore[union-attr]
+    return transform
+
+
+def _keep_rand_augment_ops(transform: T.Compose, keep: list[str]) -> None:
+    """Restrict the RandAugment of a timm pipeline to the operations named in ``keep`` (in timm's order)."""
+    from timm.data.auto_augment import RandAugment
+
+    augment = [t for t in transform.transforms if isinstance(t, RandAugment)]
+    if not augment:
+        raise ValueError("timm_transform.rand_augment_ops: the pipeline has no RandAugment (set auto_augment: rand-...)")
+    ra = augment[0]
+    if ra.choice_weights is not None:
+        raise ValueError("timm_transform.rand_augment_ops: not supported with weighted op choice (the 'w' option)")
+    names = [op.name for op in ra.ops]
+    unknown = sorted(set(keep) - set(names))
+    if unknown:
+        raise ValueError(f"timm_transform.rand_augment_ops: {unknown} are not among this RandAugment's operations {names}")
+    ra.ops = [op for op in ra.ops if op.name in keep]
 
 
 def build_test_transform(mean: Sequence[float], std: Sequence[float]) -> T.Compose:

@@ -89,3 +89,19 @@ def test_timm_pipeline_order_and_erasing_after_normalize():
         CIFAR10DataModule(timm_transform=REVSFORMER)
     with pytest.raises(ValueError, match="'mean' is set by the DataModule"):
         CIFAR10DataModule(augment=False, timm_transform={"mean": [0, 0, 0]})
+
+
+def test_timm_rand_augment_restricted_to_spikformers_operations():
+    spikformer_ops = ["Equalize", "Rotate", "ShearX", "TranslateXRel", "TranslateYRel"]  # Spikformer's aa_snn.py
+    dm = CIFAR10DataModule(augment=False, timm_transform={**REVSFORMER, "rand_augment_ops": spikformer_ops})
+    ra = next(t for t in dm.train_transform.transforms if type(t).__name__ == "RandAugment")
+    assert [op.name for op in ra.ops] == spikformer_ops and ra.num_layers == 1
+    assert all(op.magnitude == 9 and op.prob == 0.5 for op in ra.ops)
+    full = next(t for t in CIFAR10DataModule(augment=False, timm_transform=REVSFORMER).train_transform.transforms
+                if type(t).__name__ == "RandAugment")
+    assert len(full.ops) == 15  # timm's increasing list, unchanged without rand_augment_ops
+    assert dm.train_transform(_img(32)).shape == (3, 32, 32)
+    with pytest.raises(ValueError, match=r"\['Posterize'\] are not among"):
+        CIFAR10DataModule(augment=False, timm_transform={**REVSFORMER, "rand_augment_ops": ["Posterize"]})
+    with pytest.raises(ValueError, match="has no RandAugment"):
+        CIFAR10DataModule(augment=False, timm_transform={"rand_augment_ops": ["Rotate"]})
