@@ -1,4 +1,7 @@
-"""LightningDataModules for static-image datasets, and their transforms.
+"""LightningDataModules for static-image and event-camera datasets, and their transforms.
+
+Event datasets: one module per dataset (reader, validation, DataModule) on the shared core
+:mod:`.event_base`; adding one is adding its module and its import here.
 
 Every DataModule subclasses :class:`SpikingDataModule`, downloads nothing unless ``download: true``,
 validates its files in ``setup`` and exposes ``num_classes`` / ``input_shape`` right after
@@ -6,8 +9,10 @@ construction so that ``LightningCLI`` can link them into the model.
 """
 
 from .base import DatasetError, SpikingDataModule
+from .cifar10dvs import CIFAR10DVSDataModule
 from .digits import DigitsDataModule
-from .neuromorphic import CIFAR10DVSDataModule, DVSGestureDataModule, NMNISTDataModule
+from .dvs_gesture import DVSGestureDataModule
+from .nmnist import NMNISTDataModule
 from .transforms import Cutout
 from .vision import (
     CIFAR10DataModule,
