@@ -8,10 +8,12 @@ validates its files in ``setup`` and exposes ``num_classes`` / ``input_shape`` r
 construction so that ``LightningCLI`` can link them into the model.
 """
 
+from .asl_dvs import ASLDVSDataModule
 from .base import DatasetError, SpikingDataModule
 from .cifar10dvs import CIFAR10DVSDataModule
 from .digits import DigitsDataModule
 from .dvs_gesture import DVSGestureDataModule
+from .ncaltech101 import NCaltech101DataModule
 from .nmnist import NMNISTDataModule
 from .transforms import Cutout
 from .vision import (
@@ -23,6 +25,7 @@ from .vision import (
 )
 
 __all__ = [
+    "ASLDVSDataModule",
     "CIFAR10DataModule",
     "CIFAR100DataModule",
     "CIFAR10DVSDataModule",
@@ -33,6 +36,7 @@ __all__ = [
     "FashionMNISTDataModule",
     "ImageNetDataModule",
     "MNISTDataModule",
+    "NCaltech101DataModule",
     "NMNISTDataModule",
     "SpikingDataModule",
 ]

@@ -16,7 +16,7 @@ import numpy as np
 import tonic.io
 
 from .base import DatasetError
-from .event_base import EVENT_DTYPE, EventDataModule, EventSample, Size, SplitBy, aedat_header, class_folders, file_size, stable_hash
+from .event_base import EVENT_DTYPE, ClassFolderEventDataModule, Size, SplitBy, aedat_header, file_size
 
 __all__ = ["CIFAR10DVSDataModule", "read_cifar10dvs_file"]
 
@@ -57,7 +57,7 @@ def read_cifar10dvs_file(path: Union[str, os.PathLike]) -> np.ndarray:
 
 
 
-class CIFAR10DVSDataModule(EventDataModule):
+class CIFAR10DVSDataModule(ClassFolderEventDataModule):
     """CIFAR10-DVS (Li et al., Front. Neurosci. 2017): 10,000 recordings, 2x128x128, 10 classes.
 
     Defaults follow the CIFAR10-DVS recipe of TET (Deng et al., ICLR 2022) reused by Rate-BP
@@ -109,6 +109,9 @@ class CIFAR10DVSDataModule(EventDataModule):
     classes: ClassVar[tuple[str, ...]] = (
         "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
     )
+    suffix = ".aedat"
+    splits = ("random", "first", "tebn")
+    not_classes = ("download",)
 
     def __init__(
         self,
@@ -135,13 +138,7 @@ class CIFAR10DVSDataModule(EventDataModule):
     ) -> None:
         super().__init__(root, T, split_by, size, polarity, denoise_filter_time, flip, roll, snn_augment, cache,
                          cache_dir, download, batch_size, num_workers, val_split, seed, pin_memory)
-        if split not in ("random", "first", "tebn"):
-            raise ValueError(f"split must be 'random', 'first' or 'tebn', got {split!r}")
-        if not 0.0 < train_ratio < 1.0:
-            raise ValueError(f"train_ratio must be in (0, 1), got {train_ratio}")
-        self.split = split
-        self.train_ratio = float(train_ratio)
-        self.split_seed = int(split_seed)
+        self.set_split(split, train_ratio, split_seed)
         self.save_hyperparameters()
 
     def layout_hint(self) -> str:
@@ -164,21 +161,7 @@ class CIFAR10DVSDataModule(EventDataModule):
             train = [f for f in files if self._index_of(f) >= 100]
             test = [f for f in files if self._index_of(f) < 100]
             return train, test
-        n = len(files)
-        n_train = min(max(int(round(n * self.train_ratio)), 1), n - 1) if n > 1 else n
-        if self.split == "first":
-            return files[:n_train], files[n_train:]
-        rng = np.random.default_rng([self.split_seed, stable_hash(files[0].parent.name)])
-        perm = rng.permutation(n)
-        return [files[i] for i in sorted(perm[:n_train])], [files[i] for i in sorted(perm[n_train:])]
-
-    def list_samples(self, train: bool) -> list[EventSample]:
-        samples = []
-        for label, files in class_folders(self.data_dir, self.data_dir, self.classes, ".aedat", self.dataset_name,
-                                           self.url, not_classes=("download",)):
-            part = self.split_files(files)[0 if train else 1]
-            samples += [EventSample(str(f), label, f.relative_to(self.data_dir).as_posix()) for f in part]
-        return samples
+        return super().split_files(files)
 
     def reader(self) -> Callable[[str], np.ndarray]:
         return read_cifar10dvs_file

@@ -64,14 +64,18 @@ from .event_transforms import build_event_train_transform
 
 __all__ = [
     "EVENT_DTYPE",
+    "ClassFolderEventDataModule",
     "EventBinning",
     "EventDataModule",
     "EventFrameDataset",
     "EventSample",
     "aedat_header",
+    "check_split_args",
+    "class_folder_samples",
     "class_folders",
     "collate_event_frames",
     "file_size",
+    "split_class_files",
     "stable_hash",
     "warn_skipped",
 ]
@@ -590,6 +594,44 @@ class EventDataModule(SpikingDataModule):
         )
 
 
+class ClassFolderEventDataModule(EventDataModule):
+    """An event dataset stored as ``<folder_name>/<class>/*<suffix>`` without an official train/test split.
+
+    Subclasses set ``classes`` (folder names, in label order), ``suffix`` and call :meth:`set_split` in
+    ``__init__``. Each class is divided by :func:`split_class_files` (``split``: ``"random"`` from
+    ``split_seed``, or ``"first"``), ``train_ratio`` of it for training: a stratified split, the same on
+    every run. Class folders are validated by :func:`class_folders` (a missing one is an error, a stray one
+    is named in a warning).
+    """
+
+    classes: ClassVar[tuple[str, ...]]
+    suffix: ClassVar[str]
+    #: the accepted values of ``split``
+    splits: ClassVar[tuple[str, ...]] = ("random", "first")
+    #: folders next to the class folders that are neither read nor named in a warning
+    not_classes: ClassVar[tuple[str, ...]] = ()
+
+    def set_split(self, split: str, train_ratio: float, split_seed: int) -> None:
+        check_split_args(split, train_ratio, self.splits)
+        self.split = split
+        self.train_ratio = float(train_ratio)
+        self.split_seed = int(split_seed)
+
+    def layout_hint(self) -> str:
+        return f"{self.folder_name}/<class>/*{self.suffix}, one folder per class"
+
+    def split_files(self, files: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+        """``(train, test)`` files of one class (``files`` sorted by name) for the chosen ``split``."""
+        return split_class_files(files, self.train_ratio, self.split, self.split_seed)
+
+    def list_samples(self, train: bool) -> list[EventSample]:
+        samples = []
+        for label, files in class_folders(self.data_dir, self.data_dir, self.classes, self.suffix, self.dataset_name,
+                                          self.url, not_classes=self.not_classes):
+            samples += class_folder_samples(self.data_dir, self.split_files(files)[0 if train else 1], label)
+        return samples
+
+
 def class_folders(
     data_dir: Path, split_dir: Path, classes: Sequence[str], pattern: str, dataset: str, url: str,
     not_classes: Sequence[str] = (),
@@ -640,3 +682,35 @@ def stable_hash(text: str) -> int:
     return zlib.crc32(text.encode()) & 0xFFFFFFFF
 
 
+def check_split_args(split: str, train_ratio: float, allowed: Sequence[str] = ("random", "first")) -> None:
+    """Raise ``ValueError`` for a ``split`` not in ``allowed`` or a ``train_ratio`` outside (0, 1)."""
+    if split not in allowed:
+        raise ValueError(f"split must be one of {', '.join(repr(s) for s in allowed)}, got {split!r}")
+    if not 0.0 < train_ratio < 1.0:
+        raise ValueError(f"train_ratio must be in (0, 1), got {train_ratio}")
+
+
+def split_class_files(
+    files: Sequence[Path], train_ratio: float, split: str = "random", seed: int = 0
+) -> tuple[list[Path], list[Path]]:
+    """``(train, test)`` files of one class (``files`` sorted by name), for datasets without an official split.
+
+    ``round(n * train_ratio)`` files go to training, at least one on each side (when ``n > 1``), so that
+    every class is in both splits (a stratified split). ``split="random"``: a random subset drawn from
+    ``seed`` and the class folder's name (the same on every run and machine), each side kept in name
+    order; ``"first"``: the first files in name order, SpikingJelly's
+    ``split_to_train_test_set(random_split=False)``.
+    """
+    files = list(files)
+    n = len(files)
+    n_train = min(max(int(round(n * train_ratio)), 1), n - 1) if n > 1 else n
+    if split == "first":
+        return files[:n_train], files[n_train:]
+    rng = np.random.default_rng([seed, stable_hash(files[0].parent.name)])
+    perm = rng.permutation(n)
+    return [files[i] for i in sorted(perm[:n_train])], [files[i] for i in sorted(perm[n_train:])]
+
+
+def class_folder_samples(data_dir: Path, files: Sequence[Path], label: int) -> list[EventSample]:
+    """One :class:`EventSample` per file, labelled ``label``, its cache id the path relative to ``data_dir``."""
+    return [EventSample(str(f), label, f.relative_to(data_dir).as_posix()) for f in files]

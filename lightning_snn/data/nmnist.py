@@ -8,8 +8,8 @@ decreasing timestamps raise :class:`~lightning_snn.data.base.DatasetError` namin
 
 from __future__ import annotations
 
-import os
 import io
+import os
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -19,39 +19,50 @@ import numpy as np
 import tonic.io
 
 from .base import DatasetError
-from .event_base import EVENT_DTYPE, EventDataModule, EventSample, Size, SplitBy, class_folders, file_size
+from .event_base import EVENT_DTYPE, EventDataModule, EventSample, Size, SplitBy, class_folder_samples, class_folders, file_size
 
-__all__ = ["NMNISTDataModule", "NMNIST_ZERO_RUN", "read_nmnist_file"]
+__all__ = ["NMNISTDataModule", "NMNIST_ZERO_RUN", "read_atis_bin_file", "read_nmnist_file"]
 
 
-def read_nmnist_file(path: Union[str, os.PathLike], first_saccade_only: bool = False) -> np.ndarray:
-    """Events of one N-MNIST ``.bin`` file (``tonic.io.read_mnist_file``), x/y in 0..33, t in us.
+def read_atis_bin_file(path: Union[str, os.PathLike], dataset: str, source: str) -> np.ndarray:
+    """Events of one ATIS ``.bin`` file of Orchard et al. (N-MNIST, N-Caltech101), t in us.
 
-    Each event is 40 bits: x (8), y (8), polarity (1), timestamp (23); ``y == 240`` marks a timestamp
-    overflow (+2^13 us), as in Orchard's reader. ``first_saccade_only`` keeps ``t < 100 ms``, as tonic.
+    Read with ``tonic.io.read_mnist_file`` (tonic's reader of both datasets). Each event is 40 bits:
+    x (8), y (8), polarity (1), timestamp (23); ``y == 240`` marks a timestamp overflow (+2^13 us), as in
+    Orchard's reader.
 
-    The file is rejected (:class:`DatasetError` naming it) when its size is not a positive multiple of 5
-    bytes (truncated), when it holds a run of :data:`NMNIST_ZERO_RUN` or more all-zero events (a zero-filled
-    file or block, as a failed copy or a disk error leaves: no real recording has one, see
-    ``tests/data/test_nmnist.py::test_real_recordings``), or when its timestamps decrease (the sensor
-    writes them in order; a zeroed or damaged block breaks the order). Coordinates outside the 34x34
-    sensor are rejected when the events are binned (:meth:`EventBinning.check`).
+    The file is rejected (:class:`DatasetError` naming it and ``dataset``; ``source`` says where to get a
+    good copy) when its size is not a positive multiple of 5 bytes (truncated), when it holds a run of
+    :data:`NMNIST_ZERO_RUN` or more all-zero events (a zero-filled file or block, as a failed copy or a disk
+    error leaves: no real recording has one, see ``tests/data/test_nmnist.py::test_real_recordings``; an
+    ATIS pixel cannot fire eight times in one microsecond), or when its timestamps decrease (the sensor
+    writes them in order; a zeroed or damaged block breaks the order). Coordinates outside the sensor are
+    rejected when the events are binned (:meth:`~lightning_snn.data.event_base.EventBinning.check`).
     """
     path = os.fspath(path)
-    size = file_size(path, "N-MNIST")
+    size = file_size(path, dataset)
     if size == 0 or size % 5:
         raise DatasetError(
-            f"N-MNIST file {path} is truncated or not an N-MNIST recording: {size} bytes is not a positive "
-            f"multiple of 5 (one event = 40 bits). Replace it from the N-MNIST archive "
-            f"({NMNISTDataModule.url})"
+            f"{dataset} file {path} is truncated or not an {dataset} recording: {size} bytes is not a positive "
+            f"multiple of 5 (one event = 40 bits). Replace it from {source}"
         )
     try:
         with open(path, "rb") as f:
             raw = f.read()
         events = tonic.io.read_mnist_file(io.BytesIO(raw), dtype=EVENT_DTYPE, is_stream=True)
     except Exception as err:
-        raise DatasetError(f"N-MNIST file {path} cannot be read ({type(err).__name__}: {err})") from err
-    _check_nmnist_events(path, np.frombuffer(raw, dtype=np.uint8).reshape(-1, 5), events)
+        raise DatasetError(f"{dataset} file {path} cannot be read ({type(err).__name__}: {err})") from err
+    _check_atis_events(path, np.frombuffer(raw, dtype=np.uint8).reshape(-1, 5), events, dataset, f"Replace it from {source}")
+    return events
+
+
+def read_nmnist_file(path: Union[str, os.PathLike], first_saccade_only: bool = False) -> np.ndarray:
+    """Events of one N-MNIST ``.bin`` file (:func:`read_atis_bin_file`), x/y in 0..33, t in us.
+
+    ``first_saccade_only`` keeps ``t < 100 ms``, as tonic. Coordinates outside the 34x34 sensor are
+    rejected when the events are binned.
+    """
+    events = read_atis_bin_file(path, "N-MNIST", f"the N-MNIST archive ({NMNISTDataModule.url})")
     if first_saccade_only:
         events = events[events["t"] < 100_000]
     return events
@@ -61,19 +72,18 @@ def read_nmnist_file(path: Union[str, os.PathLike], first_saccade_only: bool = F
 NMNIST_ZERO_RUN = 8
 
 
-def _check_nmnist_events(path: str, rows: np.ndarray, events: np.ndarray) -> None:
-    """Reject zero-filled files or blocks and decreasing timestamps (see :func:`read_nmnist_file`)."""
-    replace = f"Replace it from the N-MNIST archive ({NMNISTDataModule.url})"
+def _check_atis_events(path: str, rows: np.ndarray, events: np.ndarray, dataset: str, replace: str) -> None:
+    """Reject zero-filled files or blocks and decreasing timestamps (see :func:`read_atis_bin_file`)."""
     zero = ~rows.any(axis=1)
     if zero.all():
-        raise DatasetError(f"N-MNIST file {path} is all zero bytes ({rows.size} bytes): a failed copy or a disk error. {replace}")
+        raise DatasetError(f"{dataset} file {path} is all zero bytes ({rows.size} bytes): a failed copy or a disk error. {replace}")
     if zero.sum() >= NMNIST_ZERO_RUN:
         edges = np.diff(np.concatenate([[0], zero.astype(np.int8), [0]]))
         starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
         longest = int(np.argmax(ends - starts))
         if ends[longest] - starts[longest] >= NMNIST_ZERO_RUN:
             raise DatasetError(
-                f"N-MNIST file {path} holds a zero-filled block: {ends[longest] - starts[longest]} all-zero events "
+                f"{dataset} file {path} holds a zero-filled block: {ends[longest] - starts[longest]} all-zero events "
                 f"from byte {5 * starts[longest]} (a failed copy or a disk error). {replace}"
             )
     if len(events) > 1:
@@ -81,11 +91,10 @@ def _check_nmnist_events(path: str, rows: np.ndarray, events: np.ndarray) -> Non
         if len(back):
             i = int(back[0])
             raise DatasetError(
-                f"N-MNIST file {path} is corrupt: its timestamps go back from {int(events['t'][i])} us to "
+                f"{dataset} file {path} is corrupt: its timestamps go back from {int(events['t'][i])} us to "
                 f"{int(events['t'][i + 1])} us at event {i + 1} of {len(events)} ({len(back)} such steps; "
                 f"a recording's timestamps never decrease). {replace}"
             )
-
 
 
 class NMNISTDataModule(EventDataModule):
@@ -159,7 +168,7 @@ class NMNISTDataModule(EventDataModule):
         split_dir = self.data_dir / ("Train" if train else "Test")
         samples = []
         for label, files in class_folders(self.data_dir, split_dir, self.classes, ".bin", self.dataset_name, self.url):
-            samples += [EventSample(str(f), label, f.relative_to(self.data_dir).as_posix()) for f in files]
+            samples += class_folder_samples(self.data_dir, files, label)
         return samples
 
     def reader(self) -> Callable[[str], np.ndarray]:

@@ -14,8 +14,10 @@ import torch
 
 import tonic.io
 from lightning_snn.data import (
+    ASLDVSDataModule,
     CIFAR10DVSDataModule,
     DVSGestureDataModule,
+    NCaltech101DataModule,
     NMNISTDataModule,
     SpikingDataModule,
 )
@@ -31,6 +33,8 @@ CASES = [
     (NMNISTDataModule, 10, (2, 34, 34), (20, 10)),  # official Train/ and Test/ folders
     (CIFAR10DVSDataModule, 10, (2, 48, 48), (40, 10)),  # 9:1 per class of 5 recordings -> 4:1
     (DVSGestureDataModule, 11, (2, 128, 128), (22, 11)),  # 11 gestures in each listed trial
+    (NCaltech101DataModule, 101, (2, 48, 48), (101, 101)),  # 9:1 per class of 2 recordings -> 1:1
+    (ASLDVSDataModule, 24, (2, 48, 48), (24, 24)),  # 4:1 per class of 2 recordings -> 1:1
 ]
 IDS = [c[0].__name__ for c in CASES]
 
