@@ -134,6 +134,9 @@ class ASLDVSDataModule(ClassFolderEventDataModule):
     sensor_size = _SENSOR
     n_classes = len(ASL_DVS_CLASSES)
     url = _URL
+    manual_download = ("(its archive is a shared Dropbox folder whose checksum changes). Download "
+                       "ICCV2019_DVS_dataset.zip (linked from {url}), extract it and the per-letter zips inside it "
+                       "under {root}/ASLDVS (giving {root}/ASLDVS/a/*.mat, ...)")
     classes = ASL_DVS_CLASSES
     suffix = ".mat"
 
@@ -160,12 +163,6 @@ class ASLDVSDataModule(ClassFolderEventDataModule):
         seed: int = 0,
         pin_memory: Optional[bool] = None,
     ) -> None:
-        if download:
-            raise ValueError(
-                f"ASL-DVS is not downloaded by lightning-snn. Download ICCV2019_DVS_dataset.zip (linked from {_URL}), "
-                f"extract it and the per-letter zips inside it under {root}/ASLDVS (giving {root}/ASLDVS/a/*.mat, ...) "
-                "and set download: false"
-            )
         super().__init__(root, T, split_by, size, polarity, denoise_filter_time, flip, roll, snn_augment, cache,
                          cache_dir, download, batch_size, num_workers, val_split, seed, pin_memory)
         self.set_split(split, train_ratio, split_seed)

@@ -124,6 +124,8 @@ class DVSGestureDataModule(EventDataModule):
     sensor_size = (128, 128)
     n_classes = 11
     url = "https://research.ibm.com/interactive/dvsgesture/"
+    manual_download = ("(IBM requires accepting its licence). Download DvsGesture.tar.gz from {url}, extract it under "
+                       "{root} (giving {root}/DvsGesture/trials_to_train.txt, user01_fluorescent.aedat, ...)")
     classes: ClassVar[tuple[str, ...]] = (
         "hand clapping", "right hand wave", "left hand wave", "right arm clockwise",
         "right arm counter-clockwise", "left arm clockwise", "left arm counter-clockwise", "arm roll",
@@ -150,12 +152,6 @@ class DVSGestureDataModule(EventDataModule):
         seed: int = 0,
         pin_memory: Optional[bool] = None,
     ) -> None:
-        if download:
-            raise ValueError(
-                "DVS128 Gesture cannot be downloaded automatically (IBM requires accepting its licence). "
-                f"Download DvsGesture.tar.gz from {self.url}, extract it under {root} (giving {root}/DvsGesture/"
-                "trials_to_train.txt, user01_fluorescent.aedat, ...) and set download: false"
-            )
         super().__init__(root, T, split_by, size, polarity, denoise_filter_time, flip, roll, snn_augment, cache,
                          cache_dir, download, batch_size, num_workers, val_split, seed, pin_memory)
         self.save_hyperparameters()

@@ -437,6 +437,9 @@ class EventDataModule(SpikingDataModule):
     sensor_size: ClassVar[tuple[int, int]]  # (width, height)
     n_classes: ClassVar[int]
     url: ClassVar[str]
+    #: for a dataset that cannot be downloaded automatically: why, and how to get it, with ``{root}`` and
+    #: ``{url}`` placeholders; ``download: true`` is then refused with this text
+    manual_download: ClassVar[Optional[str]] = None
 
     def __init__(
         self,
@@ -458,6 +461,11 @@ class EventDataModule(SpikingDataModule):
         seed: int,
         pin_memory: Optional[bool],
     ) -> None:
+        if download and self.manual_download is not None:
+            raise ValueError(
+                f"{self.dataset_name} cannot be downloaded automatically "
+                f"{self.manual_download.format(root=root, url=self.url)} and set download: false"
+            )
         super().__init__(
             batch_size=batch_size, num_workers=num_workers, val_split=val_split, seed=seed, pin_memory=pin_memory
         )

@@ -101,6 +101,8 @@ class NCaltech101DataModule(ClassFolderEventDataModule):
     sensor_size = (240, 180)
     n_classes = len(NCALTECH101_CLASSES)
     url = _URL
+    manual_download = ("(not fetched by lightning-snn, nor by SpikingJelly). Download Caltech101.zip from {url}, extract it under "
+                       "{root} (giving {root}/Caltech101/accordion/image_0001.bin, ...)")
     classes = NCALTECH101_CLASSES
     suffix = ".bin"
 
@@ -128,11 +130,6 @@ class NCaltech101DataModule(ClassFolderEventDataModule):
         seed: int = 0,
         pin_memory: Optional[bool] = None,
     ) -> None:
-        if download:
-            raise ValueError(
-                f"N-Caltech101 is not downloaded by lightning-snn. Download Caltech101.zip from {_URL}, extract it "
-                f"under {root} (giving {root}/Caltech101/accordion/image_0001.bin, ...) and set download: false"
-            )
         super().__init__(root, T, split_by, size, polarity, denoise_filter_time, flip, roll, snn_augment, cache,
                          cache_dir, download, batch_size, num_workers, val_split, seed, pin_memory)
         self.background = bool(background)

@@ -5,9 +5,11 @@ import importlib
 import os
 import sys
 import types
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import tonic.io
 import torch
 
 from lightning_snn.data import SpikingDataModule
@@ -43,6 +45,15 @@ def spikingjelly_readers():
         for k in [k for k in sys.modules if k.startswith("spikingjelly.datasets")]:
             del sys.modules[k]
         sys.modules.update(saved)
+
+
+def assert_reads_back(reader: Callable[[Path], np.ndarray], path: Path, events: np.ndarray) -> np.ndarray:
+    """``reader(path)`` returns tonic's event dtype holding exactly ``events`` (those written to ``path``)."""
+    got = reader(path)
+    assert got.dtype == tonic.io.events_struct
+    for k in "xytp":
+        assert np.array_equal(got[k].astype(np.int64), events[k]), (path, k)
+    return got
 
 
 def same_events(ours: np.ndarray, theirs: dict) -> bool:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import scipy.io
 
-import tonic.io
 from lightning_snn.data import ASLDVSDataModule, DatasetError
 from lightning_snn.data.asl_dvs import ASL_DVS_CLASSES, read_asl_dvs_file
+from tests.data.event_helpers import assert_reads_back
 from tests.fakes import ASL_DVS_LETTERS, make_events, write_asl_dvs_mat, write_fake_asl_dvs
 
 pytestmark = pytest.mark.usefixtures("no_downloads")
@@ -25,10 +25,7 @@ def test_class_list():
 def test_reader_returns_the_written_events(tmp_path, dtype):
     events = make_events(500, 240, 180, 100_000, np.random.default_rng(1))
     path = write_asl_dvs_mat(tmp_path / "a_0001.mat", events, dtype=dtype)
-    got = read_asl_dvs_file(path)
-    assert got.dtype == tonic.io.events_struct
-    for k in "xytp":
-        assert np.array_equal(got[k].astype(np.int64), events[k]), k
+    got = assert_reads_back(read_asl_dvs_file, path, events)
     raw = scipy.io.loadmat(path)  # the file counts rows from the bottom; tonic's ASLDVS flips them: 179 - y
     assert np.array_equal(got["y"], 179 - raw["y"].ravel().astype(np.int64))
 
@@ -118,5 +115,5 @@ def test_missing_and_stray_folders(tmp_path):
     shutil.rmtree(tmp_path / "ASLDVS" / "q")
     with pytest.raises(FileNotFoundError, match=r"class folder .*ASLDVS/q is missing"):
         ASLDVSDataModule(root=str(tmp_path), cache=False).setup("fit")
-    with pytest.raises(ValueError, match="not downloaded by lightning-snn"):
+    with pytest.raises(ValueError, match="cannot be downloaded automatically"):
         ASLDVSDataModule(root=str(tmp_path), download=True)

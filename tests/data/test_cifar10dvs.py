@@ -12,6 +12,7 @@ import tonic.io
 from lightning_snn.data import CIFAR10DVSDataModule, DatasetError
 from lightning_snn.data.cifar10dvs import read_cifar10dvs_file
 from tests.data.event_helpers import (
+    assert_reads_back,
     NO_SHARED_DATA,
     SHARED_DATA,
     check_real,
@@ -26,10 +27,7 @@ pytestmark = pytest.mark.usefixtures("no_downloads")
 
 def test_reader_returns_the_written_events(tmp_path):
     events = make_events(777, 128, 128, 300_000, np.random.default_rng(1))
-    got = read_cifar10dvs_file(write_aedat2_dvs128(tmp_path / "a.aedat", events))
-    assert got.dtype == tonic.io.events_struct
-    for k in "xytp":
-        assert np.array_equal(got[k].astype(np.int64), events[k]), k
+    assert_reads_back(read_cifar10dvs_file, write_aedat2_dvs128(tmp_path / "a.aedat", events), events)
 
 
 def test_fake_reads_identically_by_spikingjelly(fakes):

@@ -11,6 +11,7 @@ import tonic.io
 from lightning_snn.data import DatasetError, DVSGestureDataModule
 from lightning_snn.data.dvs_gesture import read_dvs_gesture_file
 from tests.data.event_helpers import (
+    assert_reads_back,
     NO_SHARED_DATA,
     SHARED_DATA,
     check_real,
@@ -25,10 +26,7 @@ pytestmark = pytest.mark.usefixtures("no_downloads")
 
 def test_reader_returns_the_written_events(tmp_path):
     events = make_events(777, 128, 128, 300_000, np.random.default_rng(1))
-    got = read_dvs_gesture_file(write_aedat31_polarity(tmp_path / "b.aedat", events))
-    assert got.dtype == tonic.io.events_struct
-    for k in "xytp":
-        assert np.array_equal(got[k].astype(np.int64), events[k]), k
+    assert_reads_back(read_dvs_gesture_file, write_aedat31_polarity(tmp_path / "b.aedat", events), events)
 
 
 def test_fake_reads_identically_by_spikingjelly(fakes):

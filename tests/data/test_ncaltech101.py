@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-import tonic.io
 from lightning_snn.data import DatasetError, NCaltech101DataModule
 from lightning_snn.data.ncaltech101 import NCALTECH101_CLASSES, read_ncaltech101_file
-from tests.data.event_helpers import same_events, spikingjelly_readers
+from tests.data.event_helpers import assert_reads_back, same_events, spikingjelly_readers
 from tests.fakes import make_events, write_fake_ncaltech101, write_nmnist_bin
 
 pytestmark = pytest.mark.usefixtures("no_downloads")
@@ -27,10 +26,7 @@ def test_class_list():
 def test_reader_returns_the_written_events(tmp_path):
     events = make_events(777, 240, 180, 300_000, np.random.default_rng(1))
     path = write_nmnist_bin(tmp_path / "image_0001.bin", events)
-    got = read_ncaltech101_file(path)
-    assert got.dtype == tonic.io.events_struct
-    for k in "xytp":
-        assert np.array_equal(got[k].astype(np.int64), events[k]), k  # not shifted to the origin
+    got = assert_reads_back(read_ncaltech101_file, path, events)  # not shifted to the origin
     readers = spikingjelly_readers()
     if readers is not None:
         assert same_events(got, readers[0](path))
@@ -110,7 +106,7 @@ def test_missing_and_stray_folders(tmp_path):
     shutil.rmtree(tmp_path / "Caltech101" / "yin_yang")
     with pytest.raises(FileNotFoundError, match=r"class folder .*Caltech101/yin_yang is missing"):
         NCaltech101DataModule(root=str(tmp_path), cache=False).setup("fit")
-    with pytest.raises(ValueError, match="not downloaded by lightning-snn"):
+    with pytest.raises(ValueError, match="cannot be downloaded automatically"):
         NCaltech101DataModule(root=str(tmp_path), download=True)
 
 

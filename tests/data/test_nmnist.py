@@ -7,10 +7,10 @@ import shutil
 import numpy as np
 import pytest
 
-import tonic.io
 from lightning_snn.data import DatasetError, NMNISTDataModule
 from lightning_snn.data.nmnist import read_nmnist_file
 from tests.data.event_helpers import (
+    assert_reads_back,
     NO_SHARED_DATA,
     SHARED_DATA,
     check_real,
@@ -26,10 +26,7 @@ pytestmark = pytest.mark.usefixtures("no_downloads")
 
 def test_reader_returns_the_written_events(tmp_path):
     events = make_events(777, 34, 34, 300_000, np.random.default_rng(1))
-    got = read_nmnist_file(write_nmnist_bin(tmp_path / "a.bin", events))
-    assert got.dtype == tonic.io.events_struct
-    for k in "xytp":
-        assert np.array_equal(got[k].astype(np.int64), events[k]), k
+    assert_reads_back(read_nmnist_file, write_nmnist_bin(tmp_path / "a.bin", events), events)
 
 
 def test_fake_reads_identically_by_spikingjelly(fakes):
