@@ -67,3 +67,7 @@ __all__ += ["OTTTVGG", "ottt_vgg11_ws"]
 from .nf_resnet import SpikingNFResNet, nf_resnet34, nf_resnet50, nf_resnet101  # noqa: E402  (SLTT / OTTT ImageNet NF-ResNets)
 
 __all__ += ["SpikingNFResNet", "nf_resnet34", "nf_resnet50", "nf_resnet101"]
+
+from .rlif import LeakyIntegratorReadout, RecurrentLIFLayer, RecurrentLIFNet, rlif_snn  # noqa: E402  (sparch's RLIF, 1-D input)
+
+__all__ += ["LeakyIntegratorReadout", "RecurrentLIFLayer", "RecurrentLIFNet", "rlif_snn"]

@@ -8,6 +8,7 @@ construction so that ``LightningCLI`` can link them into the model.
 from .base import DatasetError, SpikingDataModule
 from .digits import DigitsDataModule
 from .neuromorphic import CIFAR10DVSDataModule, DVSGestureDataModule, NMNISTDataModule
+from .shd import SHDDataModule
 from .transforms import Cutout
 from .vision import (
     CIFAR10DataModule,
@@ -29,5 +30,6 @@ __all__ = [
     "ImageNetDataModule",
     "MNISTDataModule",
     "NMNISTDataModule",
+    "SHDDataModule",
     "SpikingDataModule",
 ]
