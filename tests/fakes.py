@@ -5,9 +5,10 @@ exercised): CIFAR batches are protocol-2 pickles whose strings are Python-2 ``st
 files from https://www.cs.toronto.edu/~kriz/cifar.html (keys load as ``"data"`` with
 ``encoding="latin1"`` and as ``b"data"`` with ``encoding="bytes"``); MNIST files are uncompressed idx
 files with the real magic numbers; ImageNet is an ImageFolder tree of real JPEG files. The event
-datasets use their original binary formats: N-MNIST 40-bit ``.bin`` events, CIFAR10-DVS jAER AEDAT 2.0
-(big-endian DVS128 addresses), DVS128 Gesture cAER AEDAT 3.1 packets with ``_labels.csv`` files and
-the ``trials_to_train/test.txt`` lists (checked against SpikingJelly's independent readers in the tests).
+datasets use their original formats: N-MNIST and N-Caltech101 40-bit ATIS ``.bin`` events, CIFAR10-DVS jAER
+AEDAT 2.0 (big-endian DVS128 addresses), DVS128 Gesture cAER AEDAT 3.1 packets with ``_labels.csv`` files and
+the ``trials_to_train/test.txt`` lists (checked against SpikingJelly's independent readers in the tests),
+ASL-DVS MATLAB 5 ``.mat`` files with ``ts, x, y, pol`` column vectors.
 
 ``FAKE_WRITERS`` maps a DataModule class name to a callable ``(root) -> None`` that writes a dataset
 small enough for ``fast_dev_run`` and valid for that DataModule's default arguments, with every
@@ -27,17 +28,21 @@ import numpy as np
 PathLike = Union[str, os.PathLike]
 
 __all__ = [
+    "ASL_DVS_LETTERS",
     "CIFAR10DVS_CLASSES",
     "EVENTS",
     "FAKE_WRITERS",
     "make_events",
     "write_aedat2_dvs128",
     "write_aedat31_polarity",
+    "write_asl_dvs_mat",
     "write_fake_cifar",
     "write_fake_cifar10dvs",
     "write_fake_dvs_gesture",
     "write_fake_imagefolder",
+    "write_fake_asl_dvs",
     "write_fake_mnist",
+    "write_fake_ncaltech101",
     "write_fake_nmnist",
     "write_fake_shd",
     "write_nmnist_bin",
@@ -363,6 +368,52 @@ def write_fake_dvs_gesture(
     return folder
 
 
+def write_fake_ncaltech101(root: PathLike, n_per_class: int = 2, n_events: int = 300, seed: int = 0) -> Path:
+    """Fake N-Caltech101: ``root/Caltech101/<class>/image_NNNN.bin`` (ATIS 40-bit events, as N-MNIST).
+
+    ``n_per_class`` recordings in each of the 101 class folders (the 9:1 split leaves one of 2 for testing),
+    each ``n_events`` events within the 240x180 canvas over the ~300 ms of the three saccades. Returns the
+    ``Caltech101`` folder.
+    """
+    from lightning_snn.data.ncaltech101 import NCALTECH101_CLASSES
+
+    rng = np.random.default_rng(seed)
+    folder = Path(root) / "Caltech101"
+    for name in NCALTECH101_CLASSES:
+        for i in range(1, n_per_class + 1):
+            write_nmnist_bin(folder / name / f"image_{i:04d}.bin", make_events(n_events, 240, 180, 300_000, rng))
+    return folder
+
+
+def write_asl_dvs_mat(path: PathLike, events: np.ndarray, dtype: type = np.float64) -> Path:
+    """One ASL-DVS recording: a MATLAB 5 file with column vectors ``ts``, ``x``, ``y``, ``pol`` of ``dtype``.
+
+    ``events`` are in image coordinates as the readers (tonic's, ours) return them; the file counts rows
+    from the bottom of the 180-row DAVIS240c, ``y_file = 179 - y``.
+    """
+    import scipy.io
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields = {"ts": events["t"], "x": events["x"], "y": 179 - events["y"], "pol": events["p"]}
+    scipy.io.savemat(path, {k: np.asarray(v, dtype=dtype).reshape(-1, 1) for k, v in fields.items()})
+    return path
+
+
+ASL_DVS_LETTERS = tuple("abcdefghiklmnopqrstuvwxy")  # 24 letters: no j, no z
+
+
+def write_fake_asl_dvs(root: PathLike, n_per_class: int = 2, n_events: int = 200, seed: int = 0) -> Path:
+    """Fake ASL-DVS: ``root/ASLDVS/<letter>/<letter>_NNNN.mat`` for the 24 letters, ``n_per_class`` each
+    (the 4:1 split leaves one of 2 for testing), ``n_events`` events over ~100 ms on 240x180. Returns the folder."""
+    rng = np.random.default_rng(seed)
+    folder = Path(root) / "ASLDVS"
+    for letter in ASL_DVS_LETTERS:
+        for i in range(1, n_per_class + 1):
+            write_asl_dvs_mat(folder / letter / f"{letter}_{i:04d}.mat", make_events(n_events, 240, 180, 100_000, rng))
+    return folder
+
+
 def _fake_digits(root: PathLike) -> None:
     """DigitsDataModule reads scikit-learn's bundled data: nothing to write."""
 
@@ -431,5 +482,7 @@ FAKE_WRITERS: dict[str, Callable[[PathLike], None]] = {
     "NMNISTDataModule": write_fake_nmnist,
     "CIFAR10DVSDataModule": write_fake_cifar10dvs,
     "DVSGestureDataModule": write_fake_dvs_gesture,
+    "NCaltech101DataModule": write_fake_ncaltech101,
+    "ASLDVSDataModule": write_fake_asl_dvs,
     "SHDDataModule": write_fake_shd,
 }

@@ -25,7 +25,7 @@ crash, a full disk or a concurrent writer (several DataLoader workers, DDP ranks
 entry under the final name. :meth:`FrameCache.store` raises :class:`~lightning_snn.fileio.WriteError`
 naming the entry and the cause (``No space left on device (ENOSPC)``, ``Read-only file system
 (EROFS)``, ...); the dataset then stops writing and bins on the fly (see
-:class:`~lightning_snn.data.neuromorphic.EventFrameDataset`). A cache directory deleted while in use is
+:class:`~lightning_snn.data.event_base.EventFrameDataset`). A cache directory deleted while in use is
 created again (with one warning) and the write retried.
 """
 

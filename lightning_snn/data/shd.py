@@ -12,7 +12,9 @@ auditory channels. Each split is one HDF5 file, ``<root>/shd_train.h5`` and ``<r
 The events of a split are read and validated once, in ``setup``, and kept in memory as three flat arrays
 (times, channels, offsets). A sample is binned on access into ``T`` frames of 700 channels (a ``[T, 700]``
 count takes microseconds, so the event frame cache of :mod:`lightning_snn.data.event_cache`, which stores
-one file per recording, would cost more than it saves). Two time binnings are offered:
+one file per recording, would cost more than it saves; the camera-event core of
+:mod:`lightning_snn.data.event_base`, tonic's ``ToFrame`` over ``(t, x, y, p)`` files, does not apply either:
+only its batch collation is shared). Two time binnings are offered:
 
 * ``binning: sparch`` (default) mirrors ``sparch/dataloaders/spiking_datasets.py`` of Bittar & Garner's
   repository (``idiap/sparch``): the bin of a spike at time ``t`` is ``np.digitize(t, linspace(0, max_time,
@@ -37,9 +39,10 @@ from typing import Literal, Optional
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from .base import DatasetError, SpikingDataModule
+from .event_base import collate_event_frames
 
 __all__ = ["SHDDataModule", "SHDFrames", "SHDSplit", "read_shd_file"]
 
@@ -273,6 +276,11 @@ class SHDDataModule(SpikingDataModule):
 
     def build_test_dataset(self) -> Dataset:
         return self._frames(self.test_file)
+
+    def _loader(self, dataset: Optional[Dataset], stage: str, shuffle: bool) -> DataLoader:
+        loader = super()._loader(dataset, stage, shuffle)
+        loader.collate_fn = collate_event_frames  # the event DataModules' single-threaded stack of frames
+        return loader
 
     def __repr__(self) -> str:
         return (

@@ -1,7 +1,7 @@
 """Synthetic event recordings written in the N-MNIST on-disk format (for demos when the real data is absent).
 
 :func:`write_nmnist_bin` writes Orchard's 40-bit ``.bin`` layout, the format
-:func:`~lightning_snn.data.neuromorphic.read_nmnist_file` reads, and :func:`write_synthetic_nmnist` builds a
+:func:`~lightning_snn.data.nmnist.read_nmnist_file` reads, and :func:`write_synthetic_nmnist` builds a
 small ``root/NMNIST/{Train,Test}/<digit>/*.bin`` tree that :class:`~lightning_snn.data.NMNISTDataModule` loads
 like the real dataset. The recordings are **simulated**, not sensor data: a digit of scikit-learn's bundled
 8x8 set is scaled to 24x24, placed on the 34x34 ATIS pixel array and moved along the three-saccade triangle of

@@ -14,8 +14,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from lightning_snn.data import NMNISTDataModule
-from lightning_snn.data.event_cache import FrameCache
-from lightning_snn.data.neuromorphic import collate_event_frames
+from lightning_snn.data.event_base import collate_event_frames
+from lightning_snn.data.event_cache import CacheEntryInvalid, FrameCache
 from lightning_snn.fileio import WriteError
 from tests.fakes import write_fake_nmnist
 from tests.faults import full_disk, read_only
@@ -126,3 +126,22 @@ def test_cache_deleted_under_a_run_with_workers(tmp_path, monkeypatch):
     x = torch.cat([batch[0] for batch in loader])
     assert torch.equal(x, expected)
     assert not _leftovers(tmp_path / "cache")
+
+
+def test_frame_cache_rejects_wrong_entries(tmp_path):
+    source = tmp_path / "src.bin"
+    source.write_bytes(b"12345")
+    cache = FrameCache(tmp_path / "c", "x", {"T": 2}, (2, 1, 3, 3), torch.int16)
+    frames = torch.arange(18, dtype=torch.int16).reshape(2, 1, 3, 3)
+    with pytest.raises(CacheEntryInvalid) as err:
+        cache.load("a/b.bin", source, 1)
+    assert err.value.missing
+    cache.store("a/b.bin", source, 1, frames)
+    assert torch.equal(cache.load("a/b.bin", source, 1), frames)
+    with pytest.raises(CacheEntryInvalid, match="labelled 1"):
+        cache.load("a/b.bin", source, 2)
+    with pytest.raises(ValueError, match="do not fit"):
+        cache.store("c.bin", source, 1, frames.float())
+    with pytest.raises(ValueError, match="invalid cache sample id"):
+        cache.entry_path("../escape")
+    assert not list(cache.directory.rglob("*.tmp"))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lightning_snn.data import NMNISTDataModule
-from lightning_snn.data.neuromorphic import read_nmnist_file
+from lightning_snn.data.nmnist import read_nmnist_file
 from lightning_snn.data.synthetic_events import simulate_saccade_events, write_nmnist_bin, write_synthetic_nmnist
 from tests.fakes import make_events
 from tests.fakes import write_nmnist_bin as reference_writer
