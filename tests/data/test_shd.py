@@ -132,3 +132,40 @@ def test_a_method_consumes_shd_batches(tmp_path: Path):
 def test_bad_arguments(kwargs: dict):
     with pytest.raises(ValueError):
         SHDDataModule(**kwargs)
+
+
+def _separable_shd(root: Path, n_per_class: int, seed: int) -> None:
+    """SHD-format files whose class c fires channels 35c..35c+34 in a class-specific 0.3 s window (plus noise)."""
+    rng = np.random.default_rng(seed)
+    for split in ("train", "test"):
+        times, units, labels = [], [], []
+        for c in range(20):
+            for _ in range(n_per_class):
+                start = 0.05 * (c % 10)
+                t = np.concatenate([rng.uniform(start, start + 0.3, 120), rng.uniform(0.0, 1.3, 60)])
+                u = np.concatenate([rng.integers(35 * c, 35 * c + 35, 120), rng.integers(0, 700, 60)])
+                order = np.argsort(t, kind="stable")
+                times.append(t[order])
+                units.append(u[order])
+                labels.append(c)
+        write_shd_h5(root / f"shd_{split}.h5", times, units, labels)
+
+
+@pytest.mark.slow
+def test_the_sparch_config_learns_a_separable_shd_task(tmp_path: Path):
+    """configs/bptt/shd_rlif.yaml as configured (T = 100, 2 x 128 RLIF, Adam 0.01, plateau schedule), on SHD-format
+    files with a learnable class signal: the test accuracy after 4 epochs of 20 steps is far above chance (5%).
+    (The evaluation uses BatchNorm's running statistics, which sparch's momentum 0.05 makes slow to settle: after
+    10 steps they are still far from the batch statistics and the test accuracy sits at chance.)"""
+    from lightning_snn.cli import build_cli
+
+    _separable_shd(tmp_path / "data", n_per_class=8, seed=0)
+    cli = build_cli([
+        "fit", "--config", "configs/bptt/shd_rlif.yaml",
+        "--trainer.max_epochs", "4", "--trainer.accelerator", "cpu", "--trainer.logger", "false",
+        "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path / "run"),
+        "--data.init_args.root", str(tmp_path / "data"), "--data.init_args.batch_size", "8",
+        "--data.init_args.num_workers", "0",
+    ])
+    acc = float(cli.trainer.callback_metrics["test/acc"])
+    assert acc > 0.5, f"test accuracy {acc:.3f} after 4 epochs on a separable task"
