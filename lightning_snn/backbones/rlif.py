@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -269,19 +269,13 @@ def rlif_snn(
     input_size: int | Sequence[int] = 1,
     neuron: NeuronFactory | dict | None = None,
     step_mode: StepMode = "m",
-    hidden: Sequence[int] = (128, 128),
-    dropout: float = 0.1,
-    norm: str | None = "bn",
-    leak_tau: Sequence[float] | None = (5.0, 25.0),
-    readout: ReadoutKind = "softmax",
-    bias: bool = False,
-    init_state: InitState = "zeros",
+    **kwargs: Any,
 ) -> RecurrentLIFNet:
-    """sparch's RLIF network (``--model_type RLIF``, defaults: 2 hidden layers of 128, dropout 0.1,
-    batchnorm, no bias, leak τ in [5, 25]) over ``in_channels x H x W`` input features; ``neuron`` defaults to
-    sparch's IF-with-learnable-leak neuron (:data:`SPARCH_NEURON`)."""
+    """sparch's RLIF network over ``in_channels x H x W`` input features; ``kwargs`` are those of
+    :class:`RecurrentLIFNet`, whose defaults are ``run_exp.py --model_type RLIF``'s (2 hidden layers of 128,
+    dropout 0.1, batchnorm, no bias, leak τ in [5, 25], softmax readout). ``neuron`` defaults to sparch's
+    neuron (:data:`SPARCH_NEURON`: IF charge under the learnable leak, threshold 1, reset by subtraction,
+    boxcar surrogate of width 1)."""
     h, w = to_pair(input_size)
-    return RecurrentLIFNet(
-        num_classes, in_channels * h * w, build_neuron_factory(neuron, default=SPARCH_NEURON), hidden, dropout, norm,
-        leak_tau, readout, bias, init_state, step_mode,
-    )
+    factory = build_neuron_factory(neuron, default=SPARCH_NEURON)
+    return RecurrentLIFNet(num_classes, in_channels * h * w, factory, step_mode=step_mode, **kwargs)
