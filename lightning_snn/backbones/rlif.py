@@ -81,7 +81,7 @@ def _norm(kind: str | None, size: int) -> nn.Module:
 
 
 class RecurrentLIFLayer(nn.Module):
-    """One layer of LIF neurons with a recurrent weight matrix (module docstring, Bittar & Garner Eq. 6-8).
+    """One layer of LIF neurons with a recurrent weight matrix (the update in the module docstring; sparch's ``RLIFLayer``).
 
     Args:
         in_features, hidden: input and output widths.

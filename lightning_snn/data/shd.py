@@ -46,7 +46,7 @@ from .event_base import collate_event_frames
 
 __all__ = ["SHDDataModule", "SHDFrames", "SHDSplit", "read_shd_file"]
 
-#: auditory channels of the cochlea model (Cramer et al. 2020, Sec. III)
+#: auditory channels of the cochlea model (Cramer et al. 2020)
 SHD_CHANNELS = 700
 SHD_CLASSES = 20
 SHD_URL = "https://zenkelab.org/datasets/ (shd_train.h5.zip, shd_test.h5.zip)"
