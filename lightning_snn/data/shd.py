@@ -37,6 +37,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional
 
+import h5py  # a dependency of tonic, which the event DataModules need anyway
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -81,12 +82,12 @@ def _fail(path: Path, field: str, what: str) -> DatasetError:
     )
 
 
-def _ragged(path: Path, f: "object", field: str, n: int) -> list[np.ndarray]:
+def _ragged(path: Path, f: h5py.File, field: str, n: int) -> list[np.ndarray]:
     try:
-        data = f[field]  # type: ignore[index]
+        data = f[field]
     except KeyError:
         raise _fail(path, field, "missing (an SHD file has spikes/times, spikes/units and labels)") from None
-    if not hasattr(data, "shape") or len(data.shape) != 1:
+    if not isinstance(data, h5py.Dataset) or len(data.shape) != 1 or h5py.check_vlen_dtype(data.dtype) is None:
         raise _fail(path, field, f"expected one variable-length array per recording, got {data!r}")
     if data.shape[0] != n:
         raise _fail(path, field, f"{data.shape[0]} recordings, but 'labels' has {n}")
@@ -105,8 +106,6 @@ def read_shd_file(path: str | Path, num_classes: int = SHD_CLASSES, channels: in
     outside ``[0, channels)``, times that are negative, not finite or not ascending within a recording,
     and times/units of different lengths.
     """
-    import h5py
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"SHD file {path} not found; get shd_train.h5 / shd_test.h5 from {SHD_URL}")

@@ -85,6 +85,16 @@ def test_missing_key_names_file_and_field(tmp_path: Path):
         read_shd_file(path)
 
 
+def test_fixed_length_spike_arrays_are_rejected(tmp_path: Path):
+    path = tmp_path / "shd_test.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("labels", data=np.array([1, 2], dtype=np.uint16))
+        f.create_dataset("spikes/times", data=np.zeros((2, 3), dtype=np.float16))
+        f.create_dataset("spikes/units", data=np.zeros((2, 3), dtype=np.uint16))
+    with pytest.raises(DatasetError, match=rf"{path}.*'spikes/times'.*variable-length"):
+        read_shd_file(path)
+
+
 def test_truncated_file_is_named(tmp_path: Path):
     path = _two_recordings(tmp_path / "shd_train.h5")
     data = path.read_bytes()
