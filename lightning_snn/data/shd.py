@@ -25,7 +25,8 @@ only its batch collation is shared). Two time binnings are offered:
 
 ``frames: count`` sums the spikes of a channel within a bin (as sparch, whose sparse tensor sums duplicate
 indices); ``frames: binary`` records whether the channel spiked. A spike at or after ``max_time`` has no
-bin: it raises a :class:`DatasetError` naming the file, the recording and the time (nothing is dropped).
+bin: ``setup`` raises a :class:`DatasetError` naming the file, the recording and the time (nothing is
+dropped).
 
 A batch is ``x: [B, T, 700, 1, 1]``, ``y: [B]``: the event-frame layout ``[B, T, C, H, W]`` with
 ``input_shape = (700, 1, 1)`` (tonic's ``sensor_size`` of SHD), which every method transposes to
@@ -178,6 +179,13 @@ class SHDFrames(Dataset):
         self.frames = frames
         if binning == "sparch":
             self.edges = np.linspace(0.0, self.max_time, self.T)
+        late = np.flatnonzero(self.bin_index(split.times) >= self.T)
+        if late.size:  # checked once for the whole file, so that no epoch stops half-way
+            i = int(np.searchsorted(split.offsets, late[0], side="right") - 1)
+            raise DatasetError(
+                f"SHD file {split.path}, field 'spikes/times': recording {i} has a spike at {split.times[late[0]]:.6g} s, "
+                f"beyond the {self.max_time:g} s that T={self.T} frames cover; raise max_time"
+            )
 
     def __len__(self) -> int:
         return len(self.split)
@@ -194,13 +202,7 @@ class SHDFrames(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         times, units = self.split.events(index)
-        bins = self.bin_index(times)
-        late = np.flatnonzero(bins >= self.T)
-        if late.size:
-            raise DatasetError(
-                f"SHD file {self.split.path}, field 'spikes/times': recording {index} has a spike at "
-                f"{times[late[0]]:.6g} s, beyond the {self.max_time:g} s that T={self.T} frames cover; raise max_time"
-            )
+        bins = self.bin_index(times)  # all < T (checked in __init__)
         flat = np.bincount(bins * SHD_CHANNELS + units.astype(np.int64), minlength=self.T * SHD_CHANNELS)
         if self.frames == "binary":
             flat = flat > 0

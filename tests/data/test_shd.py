@@ -45,9 +45,13 @@ def test_binning_mirrors_sparch_digitize(tmp_path: Path):
 
 def test_spike_beyond_max_time_is_an_error(tmp_path: Path):
     path = _two_recordings(tmp_path / "shd_test.h5")
-    frames = SHDFrames(read_shd_file(path), T=10, max_time=1.0, binning="uniform")
-    with pytest.raises(DatasetError, match=r"shd_test\.h5.*recording 0 has a spike at 1\.389"):
-        frames[0]
+    split = read_shd_file(path)
+    with pytest.raises(DatasetError, match=r"shd_test\.h5.*'spikes/times'.*recording 0 has a spike at 1\.389"):
+        SHDFrames(split, T=10, max_time=1.0, binning="uniform")
+    with pytest.raises(DatasetError, match=r"recording 1 has a spike at 0\.75"):
+        SHDFrames(read_shd_file(_two_recordings(tmp_path / "b.h5", times=[[0.0, 0.1, 0.2, 0.3, 0.4], [0.25, 0.75]])),
+                  T=10, max_time=0.7, binning="sparch")
+    SHDDataModule(root=str(tmp_path), max_time=1.0)  # arguments alone are fine: the files are checked in setup
 
 
 @pytest.mark.parametrize(
