@@ -80,22 +80,21 @@ def test_times_may_restart_between_recordings_but_not_within(tmp_path: Path):
         read_shd_file(path)
 
 
-def test_missing_key_names_file_and_field(tmp_path: Path):
+@pytest.mark.parametrize(
+    "spikes, pattern",
+    [
+        ({"spikes/times": ((2,), h5py.vlen_dtype(np.float16))}, r"'spikes/units'.*missing"),
+        ({"spikes/times": ((2, 3), np.float16), "spikes/units": ((2, 3), np.uint16)}, r"'spikes/times'.*variable-length"),
+    ],
+    ids=["missing-key", "fixed-length-arrays"],
+)
+def test_malformed_layout_names_file_and_field(tmp_path: Path, spikes: dict, pattern: str):
     path = tmp_path / "shd_train.h5"
     with h5py.File(path, "w") as f:
         f.create_dataset("labels", data=np.array([1, 2], dtype=np.uint16))
-        f.create_dataset("spikes/times", (2,), dtype=h5py.vlen_dtype(np.float16))
-    with pytest.raises(DatasetError, match=rf"{path}.*'spikes/units'.*missing"):
-        read_shd_file(path)
-
-
-def test_fixed_length_spike_arrays_are_rejected(tmp_path: Path):
-    path = tmp_path / "shd_test.h5"
-    with h5py.File(path, "w") as f:
-        f.create_dataset("labels", data=np.array([1, 2], dtype=np.uint16))
-        f.create_dataset("spikes/times", data=np.zeros((2, 3), dtype=np.float16))
-        f.create_dataset("spikes/units", data=np.zeros((2, 3), dtype=np.uint16))
-    with pytest.raises(DatasetError, match=rf"{path}.*'spikes/times'.*variable-length"):
+        for key, (shape, dtype) in spikes.items():
+            f.create_dataset(key, shape, dtype=dtype)
+    with pytest.raises(DatasetError, match=rf"{path}.*{pattern}"):
         read_shd_file(path)
 
 
