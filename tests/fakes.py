@@ -44,7 +44,9 @@ __all__ = [
     "write_fake_mnist",
     "write_fake_ncaltech101",
     "write_fake_nmnist",
+    "write_fake_shd",
     "write_nmnist_bin",
+    "write_shd_h5",
 ]
 
 
@@ -437,6 +439,39 @@ def _fake_imagenet(root: PathLike) -> None:
     write_fake_imagefolder(root, num_classes=1000, n_per_class=1, size=8)
 
 
+def write_shd_h5(path: PathLike, times: list, units: list, labels: list) -> Path:
+    """One SHD split in the layout of ``shd_train.h5`` / ``shd_test.h5`` (Cramer et al. 2020): variable-length
+    ``spikes/times`` (float16 seconds) and ``spikes/units`` (uint16 channels), ``labels`` (uint16) and the
+    ``extra`` group (``speaker``, ``keys``)."""
+    import h5py
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        t_ds = f.create_dataset("spikes/times", (len(times),), dtype=h5py.vlen_dtype(np.float16))
+        u_ds = f.create_dataset("spikes/units", (len(units),), dtype=h5py.vlen_dtype(np.uint16))
+        for i, (t, u) in enumerate(zip(times, units)):
+            t_ds[i] = np.asarray(t, dtype=np.float16)
+            u_ds[i] = np.asarray(u, dtype=np.uint16)
+        f.create_dataset("labels", data=np.asarray(labels, dtype=np.uint16))
+        f.create_dataset("extra/speaker", data=np.arange(len(labels), dtype=np.uint16) % 12)
+        f.create_dataset("extra/keys", data=np.array([f"{d}" for d in range(20)], dtype="S8"))
+    return path
+
+
+def write_fake_shd(root: PathLike, n_per_class: int = 1, n_spikes: int = 300, seed: int = 0) -> Path:
+    """``<root>/shd_train.h5`` and ``<root>/shd_test.h5`` with ``n_per_class`` recordings of each of the 20
+    classes: ascending spike times in [0, 1.3) s on channels 0..699."""
+    rng = np.random.default_rng(seed)
+    root = Path(root)
+    for split in ("train", "test"):
+        labels = [c for c in range(20) for _ in range(n_per_class)]
+        times = [np.sort(rng.uniform(0.0, 1.3, n_spikes)) for _ in labels]
+        units = [rng.integers(0, 700, n_spikes) for _ in labels]
+        write_shd_h5(root / f"shd_{split}.h5", times, units, labels)
+    return root
+
+
 FAKE_WRITERS: dict[str, Callable[[PathLike], None]] = {
     "DigitsDataModule": _fake_digits,
     "MNISTDataModule": _fake_mnist,
@@ -449,4 +484,5 @@ FAKE_WRITERS: dict[str, Callable[[PathLike], None]] = {
     "DVSGestureDataModule": write_fake_dvs_gesture,
     "NCaltech101DataModule": write_fake_ncaltech101,
     "ASLDVSDataModule": write_fake_asl_dvs,
+    "SHDDataModule": write_fake_shd,
 }

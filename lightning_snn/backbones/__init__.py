@@ -88,3 +88,7 @@ from .spikformer import Spikformer, spikformer_4_384, spikformer_8_384, spikform
 from .spike_driven_transformer import SpikeDrivenTransformer, spike_driven_transformer_2_512  # noqa: E402  (NeurIPS 2023)
 
 __all__ += ["SpikeDrivenTransformer", "Spikformer", "spike_driven_transformer_2_512", "spikformer_4_384", "spikformer_8_384", "spikformer_dvs"]
+
+from .rlif import LeakyIntegratorReadout, RecurrentLIFLayer, RecurrentLIFNet, rlif_snn  # noqa: E402  (sparch's RLIF, 1-D input)
+
+__all__ += ["LeakyIntegratorReadout", "RecurrentLIFLayer", "RecurrentLIFNet", "rlif_snn"]

@@ -15,6 +15,7 @@ from .digits import DigitsDataModule
 from .dvs_gesture import DVSGestureDataModule
 from .ncaltech101 import NCaltech101DataModule
 from .nmnist import NMNISTDataModule
+from .shd import SHDDataModule
 from .transforms import Cutout
 from .vision import (
     CIFAR10DataModule,
@@ -38,5 +39,6 @@ __all__ = [
     "MNISTDataModule",
     "NCaltech101DataModule",
     "NMNISTDataModule",
+    "SHDDataModule",
     "SpikingDataModule",
 ]

@@ -97,6 +97,10 @@ class SpikingClassifier(L.LightningModule):
             ``off_epoch`` (:class:`lightning_snn.methods.mixup.SpikingMixup`), e.g.
             ``{mixup_alpha: 0.5, prob: 1.0, label_smoothing: 0.1, off_epoch: 200}``; None: no mixing.
             Training accuracy is then measured against each soft target's dominant label.
+        time_readout: how :meth:`readout` reduces the per-step outputs ``[T, B, K]`` to the logits of the
+            ``ce`` loss and of the accuracy: ``mean`` (frequency decoding, the default), ``sum`` (sparch's
+            readout, whose cross-entropy takes the sum over T of the per-step softmax of a leaky integrator)
+            or ``max`` (the maximum over T of a membrane readout, as in Cramer et al. 2020's SHD networks).
     """
 
     def __init__(
@@ -116,6 +120,7 @@ class SpikingClassifier(L.LightningModule):
         classifier_classes: int | None = None,
         no_weight_decay: Sequence[str] | None = None,
         mixup: dict[str, Any] | None = None,
+        time_readout: Literal["mean", "sum", "max"] = "mean",
     ) -> None:
         super().__init__()
         if T < 1:
@@ -124,6 +129,8 @@ class SpikingClassifier(L.LightningModule):
             raise ValueError(f"encoding must be 'direct' or 'poisson', got {encoding!r}")
         if loss not in ("ce", "tet"):
             raise ValueError(f"loss must be 'ce' or 'tet', got {loss!r}")
+        if time_readout not in ("mean", "sum", "max"):
+            raise ValueError(f"time_readout must be 'mean', 'sum' or 'max', got {time_readout!r}")
         if len(tuple(input_shape)) != 3:
             raise ValueError(f"input_shape must be (C, H, W), got {tuple(input_shape)}")
         if classifier_classes is not None:
@@ -139,6 +146,7 @@ class SpikingClassifier(L.LightningModule):
         self.T = T
         self.encoding = encoding
         self.loss_kind = loss
+        self.time_readout = time_readout
         self.tet_lambda = tet_lambda
         self.label_smoothing = label_smoothing
         self.step_mode = step_mode
@@ -202,9 +210,13 @@ class SpikingClassifier(L.LightningModule):
         with compress_saved_spikes(self.spike_storage):
             return self.backbone(self.encode(x))
 
-    @staticmethod
-    def readout(outputs: torch.Tensor) -> torch.Tensor:
-        """Frequency decoding: the mean output over time."""
+    def readout(self, outputs: torch.Tensor) -> torch.Tensor:
+        """The logits of ``[T, B, K]`` outputs: their mean over time (frequency decoding), or their sum or
+        maximum over time, as ``time_readout`` says."""
+        if self.time_readout == "sum":
+            return outputs.sum(0)
+        if self.time_readout == "max":
+            return outputs.amax(0)
         return outputs.mean(0)
 
     def compute_loss(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
