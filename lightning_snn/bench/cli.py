@@ -37,7 +37,7 @@ from .harness import (
 from .methods import ALIASES, BenchSetting, MethodEntry, method_table, resolve_method_names
 from .run import TimingOptions, accuracy_after, plot_bench, render_table, run_bench, validate_results
 
-__all__ = ["PRECISIONS", "bench_main", "build_parser", "comma_list", "resolve_setting"]
+__all__ = ["PRECISIONS", "bench_main", "build_parser", "comma_list", "flat", "resolve_setting"]
 
 #: --precision -> autocast dtype name (None: float32)
 PRECISIONS: dict[str, str | None] = {"32": None, "32-true": None, "bf16": "bf16", "bf16-mixed": "bf16",
@@ -62,7 +62,7 @@ def comma_list(kind: type) -> Any:
     return parse
 
 
-def _flat(lists: Sequence[Sequence[Any]] | None) -> list[Any] | None:
+def flat(lists: Sequence[Sequence[Any]] | None) -> list[Any] | None:
     return None if lists is None else list(dict.fromkeys(v for lst in lists for v in lst))
 
 
@@ -76,34 +76,40 @@ def _json_arg(text: str) -> dict[str, Any]:
     return value
 
 
-def build_parser(table: dict[str, MethodEntry] | None = None) -> argparse.ArgumentParser:
-    """The one argument parser of ``lightning-snn bench`` (the ``benchmarks/`` presets call it too)."""
+def build_parser(table: dict[str, MethodEntry] | None = None, *, source: bool = True, prog: str = "lightning-snn bench",
+                 description: str | None = None) -> argparse.ArgumentParser:
+    """The one argument parser of ``lightning-snn bench``. ``source=False`` leaves out what chooses the model
+    and data (``--config`` / ``--backbone`` ..., ``--accuracy-steps``): a ``benchmarks/`` script with its own
+    network extends the parser with its own options."""
     names = sorted([*(table or method_table()), *ALIASES])
-    p = argparse.ArgumentParser(prog="lightning-snn bench", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog=prog, description=description or __doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--config", type=Path, help="a fit config: its backbone, neuron, data shape, T and data")
-    src.add_argument("--backbone", help="a registered backbone name (lightning_snn.backbones.list_backbones())")
-    p.add_argument("--backbone-kwargs", type=_json_arg, default=None, help="JSON object of backbone arguments")
-    p.add_argument("--neuron", type=_json_arg, default=None, help="JSON neuron spec of the BPTT-family methods")
-    p.add_argument("--num-classes", type=int, default=None, help="classes (--backbone; default 10)")
-    p.add_argument("--input-shape", type=comma_list(int), default=None, help="C,H,W (--backbone; default 3,32,32)")
-    p.add_argument("--label", default=None, help="backbone name in the records, table and file name")
+    if source:
+        src = p.add_mutually_exclusive_group(required=True)
+        src.add_argument("--config", type=Path, help="a fit config: its backbone, neuron, data shape, T and data")
+        src.add_argument("--backbone", help="a registered backbone name (lightning_snn.backbones.list_backbones())")
+        p.add_argument("--backbone-kwargs", type=_json_arg, default=None, help="JSON object of backbone arguments")
+        p.add_argument("--neuron", type=_json_arg, default=None, help="JSON neuron spec of the BPTT-family methods")
+        p.add_argument("--num-classes", type=int, default=None, help="classes (--backbone; default 10)")
+        p.add_argument("--input-shape", type=comma_list(int), default=None, help="C,H,W (--backbone; default 3,32,32)")
+        p.add_argument("--label", default=None, help="backbone name in the records, table and file name")
+        p.add_argument("--accuracy-steps", type=int, default=0, metavar="N",
+                       help="also train each method N steps on the config's data and report loss and accuracy")
+        p.add_argument("--eval-batches", type=int, default=4, help="batches the accuracy is measured on (default 4)")
+        p.add_argument("--fake-data", action="store_true",
+                       help="--accuracy-steps on a synthetic learnable data set of the config's shape (no files needed)")
     p.add_argument("--methods", type=comma_list(str), nargs="+", default=None,
-                   help=f"comma-separated subset of {', '.join(names)} (default: every default method; ann always runs)")
+                   help=f"subset of {', '.join(names)}, comma- or space-separated (default: every default method; "
+                   "ann always runs)")
     p.add_argument("--T", type=comma_list(int), nargs="+", default=None,
                    help="time steps, e.g. 2,4,8 (default: the config's T; --backbone: 2,4,8)")
-    p.add_argument("--precision", choices=sorted(PRECISIONS), default="32", help="autocast precision (default 32)")
-    p.add_argument("--accuracy-steps", type=int, default=0, metavar="N",
-                   help="also train each method N steps on the config's data and report loss and accuracy")
-    p.add_argument("--eval-batches", type=int, default=4, help="batches the accuracy is measured on (default 4)")
-    p.add_argument("--fake-data", action="store_true",
-                   help="--accuracy-steps on a synthetic learnable data set of the config's shape (no files needed)")
+    p.add_argument("--precision", "--amp", choices=sorted(PRECISIONS), default="32",
+                   help="autocast precision (default 32; bf16 also on CPU)")
     p.add_argument("--lr", type=float, default=0.01, help="SGD (momentum 0.9) learning rate of every step (default 0.01)")
     p.add_argument("--plot", type=Path, default=None, help="PNG path (default: the JSON's with .png)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_common_args(p, "bench", quick_help="batch 4, 2 timed steps", out_help="result JSON (default: "
-                    "bench-<backbone>[-<gpu>].json in the working directory)")
+                    "bench-<backbone>[-<gpu>].json in the working directory)" if source else None)
     return p
 
 
@@ -147,7 +153,7 @@ def resolve_setting(args: argparse.Namespace, device: torch.device) -> tuple[Ben
         fields["backbone_kwargs"] = {**fields["backbone_kwargs"], **args.backbone_kwargs}
     if args.neuron is not None:
         fields["neuron"] = args.neuron
-    Ts = _flat(args.T) or default_T
+    Ts = flat(args.T) or default_T
     batch = args.batch_size or (4 if args.quick else default_batch)
     setting = BenchSetting(
         backbone=fields["backbone"], num_classes=fields["num_classes"], input_shape=fields["input_shape"],
@@ -211,7 +217,7 @@ def bench_main(argv: Sequence[str] | None = None, *, table: dict[str, MethodEntr
     device = resolve_device(args.device)
     threads = setup_torch(device, args.threads)
     try:
-        names = resolve_method_names(_flat(args.methods), table)
+        names = resolve_method_names(flat(args.methods), table)
     except ValueError as err:
         parser.error(str(err))
     setting, Ts, dm, fields = resolve_setting(args, device)

@@ -205,30 +205,32 @@ def _build_ann(s: BenchSetting) -> Trainee:
 
 # ----------------------------------------------------------------------------------- up-front checks
 @functools.lru_cache(maxsize=8)
-def _probe(backbone: str, kwargs_key: str, num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module | str:
-    """The backbone as the methods build it (once per backbone), or the error it raises."""
+def _probe(key: str) -> nn.Module | str:
+    """The backbone as the BPTT family builds it (once per setting), or the error it raises."""
     import json
 
+    spec = json.loads(key)
     try:
-        module = methods.SpikingClassifier(backbone=backbone, num_classes=num_classes, input_shape=input_shape,
-                                           T=1, backbone_kwargs=json.loads(kwargs_key))
+        module = methods.SpikingClassifier(T=1, **spec)
     except (ValueError, TypeError) as err:
         return f"{type(err).__name__}: {err}"
     return module.backbone
 
 
 def probe_backbone(s: BenchSetting) -> nn.Module | str:
+    """The setting's backbone built once (cached), or the error text when it cannot be built."""
     import json
 
-    return _probe(s.backbone, json.dumps(s.backbone_kwargs, sort_keys=True, default=str), s.num_classes,
-                  tuple(s.input_shape))
+    spec = {"backbone": s.backbone, "num_classes": s.num_classes, "input_shape": list(s.input_shape),
+            "backbone_kwargs": s.backbone_kwargs, "neuron": s.neuron}
+    return _probe(json.dumps(spec, sort_keys=True, default=str))
 
 
 def _needs_feedback(s: BenchSetting) -> str | None:
     from ..backbones.feedback import FeedbackSNN
 
     net = probe_backbone(s)
-    if isinstance(net, FeedbackSNN):
+    if isinstance(net, (FeedbackSNN, str)):  # (a backbone that cannot be built: the build reports why)
         return None
     return (f"IDE needs a feedback backbone exposing its equilibrium map (ide_conv, ide_fc, ide_alexnet_f, "
             f"ide_cifarnet_f); {s.backbone!r} is not one")
@@ -238,7 +240,7 @@ def _needs_reversible(s: BenchSetting) -> str | None:
     from ..backbones.reversible import ReversibleBackboneMixin
 
     net = probe_backbone(s)
-    if isinstance(net, ReversibleBackboneMixin):
+    if isinstance(net, (ReversibleBackboneMixin, str)):
         return None
     return f"RevSNN needs a reversible backbone (revs_resnet*, revs_former*); {s.backbone!r} is not one"
 
@@ -280,7 +282,7 @@ for _entry in (
     MethodEntry("ottt", lambda s: online_trainee(_module(methods.OTTT, s, neuron=_neuron(s)), s),
                 "OTTT_A: SLTT's step plus presynaptic-trace weight gradients, one update per batch",
                 available=lambda: hasattr(methods, "OTTT")),
-    MethodEntry("ide", lambda s: method_trainee(_module(methods.IDE, s), s), "IDE on a feedback backbone",
+    MethodEntry("ide", lambda s: method_trainee(_module(methods.IDE, s, neuron=_neuron(s)), s), "IDE on a feedback backbone",
                 available=lambda: hasattr(methods, "IDE"), supports=_needs_feedback),
 ):
     register_method(_entry)

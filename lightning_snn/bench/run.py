@@ -56,8 +56,8 @@ class TimingOptions:
 
 
 def _base(name: str, s: BenchSetting, run_T: int | None = None) -> dict[str, Any]:
-    return {"method": name, "backbone": s.backbone_label, "T": s.T, "run_T": run_T or s.T, "batch_size": s.batch,
-            "step_time_s": None, "peak_mem_bytes": None, "mem_source": None}
+    return {"method": name, "backbone": s.backbone_label, "bench_backbone": s.backbone_label, "T": s.T,
+            "run_T": run_T or s.T, "batch_size": s.batch, "step_time_s": None, "peak_mem_bytes": None, "mem_source": None}
 
 
 def _failed(name: str, s: BenchSetting, err: BaseException) -> dict[str, Any]:
@@ -128,7 +128,7 @@ def run_bench(
                 continue
             t_med = median(times[name])
             done.append({
-                **_base(name, s, tr.T), "status": "ok", "step_time_s": t_med, "step_time_min_s": min(times[name]),
+                **_base(name, s, tr.T), "backbone": tr.backbone, "status": "ok", "step_time_s": t_med, "step_time_min_s": min(times[name]),
                 "images_per_s": s.batch / t_med, **mem, "saved_bytes": mem["saved_tensor_bytes"],
                 "params": sum(p.numel() for p in tr.module.parameters()), "amp": s.amp,
                 "description": table[name].description, **contention, "step_times_s": times[name],
@@ -140,8 +140,9 @@ def run_bench(
 
 
 def _key(r: dict[str, Any], *extra: str) -> tuple[Any, ...]:
-    """Records of one measurement group: same backbone, batch and any ``extra`` keys (e.g. ``depth``)."""
-    return (r["backbone"], r["batch_size"], *(r.get(k) for k in extra))
+    """Records of one measurement group: same setting backbone (a method may train a stand-in, e.g. RevSNN's
+    reversible twin of it), batch and any ``extra`` keys (e.g. ``depth``)."""
+    return (r.get("bench_backbone", r["backbone"]), r["batch_size"], *(r.get(k) for k in extra))
 
 
 def derive(records: list[dict[str, Any]], group: Sequence[str] = ()) -> list[dict[str, Any]]:
@@ -254,7 +255,9 @@ def plot_bench(records: list[dict[str, Any]], path: str | Path, title: str = "")
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    ok = [r for r in records if r["status"] == "ok"]
+    several = len({r["backbone"] for r in records}) > 1
+    ok = [{**r, "method": f"{r['backbone']}:{r['method']}" if several else r["method"]}
+          for r in records if r["status"] == "ok"]
     names = list(dict.fromkeys(r["method"] for r in ok))
     Ts = sorted({r["T"] for r in ok})
     palette = plt.get_cmap("tab20").colors
@@ -264,7 +267,7 @@ def plot_bench(records: list[dict[str, Any]], path: str | Path, title: str = "")
     for ax, (key, ylabel, scale) in zip(axes, panels):
         for i, m in enumerate(names):
             pts = sorted((r["T"], r[key] * scale) for r in ok if r["method"] == m and r.get(key) is not None)
-            if m == "ann" and key == "step_time_s":
+            if m.endswith("ann") and m.split(":")[-1] == "ann" and key == "step_time_s":
                 ax.plot(Ts, [T * pts[0][1] for T in Ts], "k--", label="T x ANN step")
                 continue
             if pts:
