@@ -91,25 +91,11 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` and `lightni
 from lightning_snn import methods  # noqa: E402
 from lightning_snn.backbones import SpikingResNet, list_backbones, register_backbone  # noqa: E402
 from lightning_snn.bench.cli import PRECISIONS, build_parser, flat  # noqa: E402
-from lightning_snn.bench.harness import (  # noqa: E402
-    amp_context,
-    default_result_path,
-    describe_device,
-    format_bytes,
-    load_average,
-    positive_int,
-    resolve_device,
-    setup_torch,
-    write_results,
-)
-from lightning_snn.bench.methods import (  # noqa: E402
-    BenchSetting,
-    MethodEntry,
-    Trainee,
-    method_table,
-    resolve_method_names,
-    sgd,
-)
+from lightning_snn.bench.harness import amp_context, default_result_path, describe_device, format_bytes  # noqa: E402
+from lightning_snn.bench.harness import load_average, positive_int, pyplot, resolve_device, save_figure  # noqa: E402
+from lightning_snn.bench.harness import setup_torch, write_results  # noqa: E402
+from lightning_snn.bench.methods import BenchSetting, MethodEntry, Trainee, method_table  # noqa: E402
+from lightning_snn.bench.methods import resolve_method_names, sgd  # noqa: E402
 from lightning_snn.bench.run import TimingOptions, derive, render_table as bench_table, run_bench  # noqa: E402
 from lightning_snn.neurons import reset_states  # noqa: E402
 
@@ -427,12 +413,7 @@ def _checks(out: dict[str, Any], Ts: list[int]) -> dict[str, Any]:
 # ============================================================================================= output
 def plot_results(records: list[dict[str, Any]], summary: dict[str, Any], path: str | Path, title: str = "") -> Path:
     """2x2 figure: step time per method, ratio to T x ANN vs T, peak memory vs T, peak memory vs depth."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
+    plt = pyplot()
     d0, T0 = summary["depth_for_T_sweep"], summary["T_for_depth_sweep"]
     names = list(dict.fromkeys(r["method"] for r in records))
     by = {(r["method"], r["T"], r["depth"]): r for r in records}
@@ -471,12 +452,7 @@ def plot_results(records: list[dict[str, Any]], summary: dict[str, Any], path: s
         ax.set_title(f"{ylabel} vs {sweep}" + (f" (depth {d0})" if sweep == "T" else f" (T={T0})"))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
-    fig.suptitle(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title, dpi=110)
 
 
 def render_table(records: list[dict[str, Any]]) -> str:

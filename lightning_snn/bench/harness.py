@@ -60,7 +60,9 @@ __all__ = [
     "measure_step_memory",
     "median",
     "positive_int",
+    "pyplot",
     "quiet_profile",
+    "save_figure",
     "resolve_device",
     "setup_torch",
     "synchronize",
@@ -586,6 +588,27 @@ def write_results(
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(payload, indent=2, allow_nan=True) + "\n")
     tmp.replace(path)
+    return path
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the file-only Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Any, path: str | os.PathLike[str], title: str = "", dpi: int = 100) -> Path:
+    """Give ``fig`` its title, lay it out, write it as PNG to ``path`` (folders created) and close it."""
+    path = Path(path)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
     return path
 
 

@@ -25,7 +25,16 @@ from typing import Any
 import torch
 
 from ..neurons import reset_states
-from .harness import format_bytes, format_table, interleaved_timing, make_batch, measure_step_memory, median
+from .harness import (
+    format_bytes,
+    format_table,
+    interleaved_timing,
+    make_batch,
+    measure_step_memory,
+    median,
+    pyplot,
+    save_figure,
+)
 from .methods import BenchSetting, MethodEntry, Trainee, Unsupported, build_method, method_table
 
 __all__ = [
@@ -249,12 +258,7 @@ def render_table(records: list[dict[str, Any]], extra: Sequence[tuple[str, str, 
 
 def plot_bench(records: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
     """Three panels against T, one line per method: step time (with T x ANN), ratio to T x ANN, peak memory."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
+    plt = pyplot()
     several = len({r["backbone"] for r in records}) > 1
     ok = [{**r, "method": f"{r['backbone']}:{r['method']}" if several else r["method"]}
           for r in records if r["status"] == "ok"]
@@ -279,12 +283,7 @@ def plot_bench(records: list[dict[str, Any]], path: str | Path, title: str = "")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, ncol=2)
-    fig.suptitle(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title)
 
 
 # ------------------------------------------------------------------------------------------ schema
