@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 import warnings
@@ -120,9 +121,17 @@ def resolve_config(config: Path) -> tuple[dict[str, Any], Any]:
 
     if not config.is_file():
         raise SystemExit(f"lightning-snn bench: --config {config}: no such file")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        cli = build_cli(["--config", str(config), "--trainer.logger", "false"], run=False)
+    loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric", "lightning_fabric")]
+    levels = [lg.level for lg in loggers]
+    try:  # the trainer is built but never run: its start-up notices (seed, accelerator, tips) are noise here
+        for lg in loggers:
+            lg.setLevel(logging.WARNING)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cli = build_cli(["--config", str(config), "--trainer.logger", "false"], run=False)
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
     hp = dict(cli.model.hparams)
     backbone = hp.get("backbone")
     if not isinstance(backbone, str):
@@ -237,12 +246,13 @@ def bench_main(argv: Sequence[str] | None = None, *, table: dict[str, MethodEntr
         bar.set_postfix_str(label)
         bar.update(1)
 
+    data_info = None
+    if args.accuracy_steps > 0:  # before any timing: missing data files fail at once
+        train, val, data_info = data_loaders(args, setting, dm)
     load_start, t0 = load_average(), time.perf_counter()
     settings = [replace(setting, T=T) for T in Ts]
     records = run_bench(settings, names, timing, table=table, progress=tick)
-    data_info = None
     if args.accuracy_steps > 0:
-        train, val, data_info = data_loaders(args, setting, dm)
         for r in records:
             if r["status"] == "ok":
                 s = replace(setting, T=r["T"])
