@@ -13,7 +13,7 @@ backbones (RevSNN) are all in it. SLTT / OTTT run their own per-time-step loop (
 ``bptt_bits``       the same as ``bptt`` with ``spike_storage: bits`` (spike trains saved as 1 bit each)
 ``dsr``             :class:`~lightning_snn.methods.DSR` (its own IF neuron); ``dsr_bits`` with bit storage
 ``rate_bp_m`` / _s  :class:`~lightning_snn.methods.RateBP`, multi- / single-step mode (``rate_bp``: both)
-``revsnn``          BPTT on a reversible backbone (``revs_resnet*``, ``revs_former*``); ``revsnn_twin``: the
+``revsnn``          BPTT on a reversible backbone (``revs_resnet*``, ``revsformer*``); ``revsnn_twin``: the
                     same backbone with ``reversible: false`` (same weights layout, ordinary autograd)
 ``sltt`` / ``ottt`` :class:`~lightning_snn.methods.SLTT`, :class:`~lightning_snn.methods.OTTT` (variant A)
 ``ide``             :class:`~lightning_snn.methods.IDE`: needs a feedback backbone (``ide_*``)
@@ -242,7 +242,7 @@ def _needs_reversible(s: BenchSetting) -> str | None:
     net = probe_backbone(s)
     if isinstance(net, (ReversibleBackboneMixin, str)):
         return None
-    return f"RevSNN needs a reversible backbone (revs_resnet*, revs_former*); {s.backbone!r} is not one"
+    return f"RevSNN needs a reversible backbone (revs_resnet*, revsformer*); {s.backbone!r} is not one"
 
 
 def _rate_bp_layers(s: BenchSetting) -> str | None:

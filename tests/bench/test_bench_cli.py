@@ -129,3 +129,19 @@ def test_argument_lists() -> None:
     assert resolve_method_names(["bptt", "rate_bp"]) == ["ann", "bptt", "rate_bp_m", "rate_bp_s"]
     with pytest.raises(ValueError, match="unknown method 'nope'"):
         resolve_method_names(["nope"])
+
+
+def test_fake_data_has_the_shape_and_classes_and_is_learnable() -> None:
+    from lightning_snn.bench.cli import fake_loaders
+    from lightning_snn.bench.methods import BenchSetting
+
+    s = BenchSetting("mnistnet", 3, (1, 4, 4), 2, 5, torch.device("cpu"))
+    train, val = fake_loaders(s, n_train=60, n_eval=30)
+    x, y = next(iter(train))
+    assert x.shape == (5, 1, 4, 4) and y.dtype == torch.int64 and set(y.tolist()) <= {0, 1, 2}
+    xs, ys = zip(*train)
+    xs, ys = torch.cat(xs), torch.cat(ys)
+    means = torch.stack([xs[ys == k].mean(0) for k in range(3)])  # nearest class mean separates the classes
+    vx, vy = zip(*val)
+    pred = torch.cdist(torch.cat(vx).flatten(1), means.flatten(1)).argmin(1)
+    assert (pred == torch.cat(vy)).float().mean() > 0.8
