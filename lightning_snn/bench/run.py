@@ -282,7 +282,8 @@ def plot_bench(records: list[dict[str, Any]], path: str | Path, title: str = "")
         ax.set_xlabel("T (time steps)")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, ncol=2)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, ncol=2)
     return save_figure(fig, path, title)
 
 
