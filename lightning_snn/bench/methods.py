@@ -23,7 +23,8 @@ A method that cannot run the backbone is decided up front where the reason is st
 (:attr:`MethodEntry.supports`: IDE without a feedback backbone, RevSNN without a reversible one, a CUDA-only
 backend on CPU); a ``ValueError`` / ``TypeError`` / ``NotImplementedError`` raised while the method is built
 (e.g. Rate-BP meeting a stateful layer its hooks do not handle) also marks it skipped, with the message as
-the reason. :func:`register_method` adds or replaces entries (the ``benchmarks/`` presets add their own).
+the reason. :func:`register_method` adds or replaces registry entries; :func:`method_table` gives a preset its
+own table without touching the registry (``benchmarks/compare.py``).
 """
 from __future__ import annotations
 
