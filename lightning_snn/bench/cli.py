@@ -106,7 +106,8 @@ def build_parser(table: dict[str, MethodEntry] | None = None, *, source: bool = 
                    help="time steps, e.g. 2,4,8 (default: the config's T; --backbone: 2,4,8)")
     p.add_argument("--precision", "--amp", choices=sorted(PRECISIONS), default="32",
                    help="autocast precision (default 32; bf16 also on CPU)")
-    p.add_argument("--lr", type=float, default=0.01, help="SGD (momentum 0.9) learning rate of every step (default 0.01)")
+    p.add_argument("--lr", type=float, default=0.01,
+                   help="learning rate of the --accuracy-steps training (SGD, momentum 0.9, as every timed step; default 0.01)")
     p.add_argument("--plot", type=Path, default=None, help="PNG path (default: the JSON's with .png)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_common_args(p, "bench", quick_help="batch 4, 2 timed steps", out_help="result JSON (default: "
@@ -269,7 +270,7 @@ def bench_main(argv: Sequence[str] | None = None, *, table: dict[str, MethodEntr
         "benchmark": "bench", "config": str(args.config) if args.config else None, "config_method": fields.get("method"),
         "backbone": setting.backbone, "backbone_kwargs": setting.backbone_kwargs, "neuron": setting.neuron,
         "input_shape": list(setting.input_shape), "num_classes": setting.num_classes, "Ts": Ts,
-        "precision": args.precision, "timing": vars(timing), "optimizer": f"SGD(lr={args.lr}, momentum=0.9)",
+        "precision": args.precision, "timing": vars(timing), "optimizer": f"SGD(momentum=0.9), lr 0.01 timed, {args.lr} for the accuracy steps",
         "accuracy_data": data_info, "elapsed_s": round(time.perf_counter() - t0, 1),
         "loadavg_start": load_start, "loadavg_end": load_average(), **(extra or {}),
     }
