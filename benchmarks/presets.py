@@ -25,8 +25,9 @@ What each preset reproduces (targets reported, not asserted; read ``mem_growth_i
 * ``ide``: IDE vs the BPTT-trained twin on CIFARNet-F (IF, V_th 2, reset by subtraction, rectangular
   surrogate), T in {5, 30, 100}: IDE's memory independent of T (README: 1.00x from T = 5 to 100).
 * ``revsnn_memory``: BPTT on reversible RevSResNet (4, 8, 16 blocks) and RevSFormer (2, 4, 8 blocks) vs
-  their ``reversible: false`` twins at T = 4; ``--quick`` at 1/4 (ResNet) and 1/8 (Former) width with the
-  official batch scaled alike (activation / model-state balance of the official setting).
+  their ``reversible: false`` twins at T = 4 (the figure: ``revsnn`` peak memory over ``revsnn_twin``'s, per
+  backbone); ``--quick`` at 1/4 (ResNet) and 1/8 (Former) width with the official batch scaled alike
+  (activation / model-state balance of the official setting).
 """
 from __future__ import annotations
 
