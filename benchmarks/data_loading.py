@@ -46,7 +46,7 @@ import torch
 if __package__ in (None, ""):  # run as a script: make `benchmarks`, `tests` and `lightning_snn` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import (  # noqa: E402
+from lightning_snn.bench.harness import (  # noqa: E402
     default_result_path,
     describe_device,
     format_table,

@@ -6,7 +6,7 @@ guard's training hooks where Lightning calls them (``on_train_batch_start`` befo
 ``on_before_backward`` with the loss, ``on_before_optimizer_step`` after backward, ``on_train_batch_end``
 after the optimizer step), so it runs exactly the guard's per-step work: finiteness of the input batch, the
 loss, all gradients (one fused reduction) and all parameters (one more), the divergence bookkeeping, and the
-one read of all flags. Guarded and plain steps are interleaved (``benchmarks.common.interleaved_timing``)
+one read of all flags. Guarded and plain steps are interleaved (``lightning_snn.bench.harness.interleaved_timing``)
 so both see the same machine load; the figures are
 
     ratio = median step time with the guard / median step time without it,
@@ -34,7 +34,7 @@ import torch
 if __package__ in (None, ""):  # run as a script: make `benchmarks` and `lightning_snn` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import (  # noqa: E402
+from lightning_snn.bench.harness import (  # noqa: E402
     add_common_args,
     default_result_path,
     format_table,

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 if __package__ in (None, ""):  # run as a script: make `benchmarks` and `lightning_snn` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import write_results  # noqa: E402
+from lightning_snn.bench.harness import write_results  # noqa: E402
 from lightning_snn.data import MNISTDataModule, NMNISTDataModule  # noqa: E402
 from lightning_snn.methods import IDE  # noqa: E402
 

@@ -60,7 +60,7 @@ import lightning as L  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
-from benchmarks.common import (  # noqa: E402
+from lightning_snn.bench.harness import (  # noqa: E402
     default_result_path,
     format_table,
     load_average,
@@ -273,7 +273,7 @@ def cli_overrides(recipe: Recipe, seed: int, data_root: Path, work_dir: Path, qu
 
 
 def measure_memory(cli: Any) -> dict[str, Any]:
-    """Peak memory of one more training step (``benchmarks/common.measure_step_memory``) after the run."""
+    """Peak memory of one more training step (``lightning_snn.bench.harness.measure_step_memory``) after the run."""
     model, trainer = cli.model, cli.trainer
     optimizer = trainer.optimizers[0]
     x, y = next(iter(cli.datamodule.train_dataloader()))

@@ -32,7 +32,7 @@ from torch import nn
 if __package__ in (None, ""):  # run as a script: make `benchmarks` and `lightning_snn` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import RESULTS_DIR, describe_device, write_results  # noqa: E402
+from lightning_snn.bench.harness import RESULTS_DIR, describe_device, write_results  # noqa: E402
 from lightning_snn.callbacks import QuantizationAwareTraining  # noqa: E402
 from lightning_snn.data import MNISTDataModule  # noqa: E402
 from lightning_snn.methods import BPTT  # noqa: E402

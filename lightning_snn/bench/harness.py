@@ -1,6 +1,8 @@
-"""Helpers shared by the benchmarks: device description, thread setup, timing, peak memory, JSON output.
+"""The benchmark harness: device description, thread setup, timing, peak memory, JSON output.
 
-Every benchmark writes ``benchmarks/results/<name>.json`` (``<name>-<gpu>.json`` on a GPU, so that CPU
+One timing loop (:func:`interleaved_timing`), one memory accounting (:func:`measure_step_memory`), one JSON
+writer (:func:`write_results`) and one set of shared options (:func:`add_common_args`) for
+``lightning-snn bench`` and the scripts under ``benchmarks/``. Every benchmark writes ``benchmarks/results/<name>.json`` (``<name>-<gpu>.json`` on a GPU, so that CPU
 runs never overwrite GPU results) as described in ARCHITECTURE.md, "Benchmark results"::
 
     {"device": "cpu: 2 cores", "torch": "2.x", "created": "2025-01-01T12:00:00+00:00",
@@ -57,6 +59,10 @@ __all__ = [
     "load_average",
     "measure_step_memory",
     "median",
+    "positive_int",
+    "pyplot",
+    "quiet_profile",
+    "save_figure",
     "resolve_device",
     "setup_torch",
     "synchronize",
@@ -66,7 +72,16 @@ __all__ = [
     "write_results",
 ]
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+def _results_dir() -> Path:
+    """``benchmarks/results`` of the source checkout this package is imported from; from an installed
+    package (no checkout around it) ``benchmarks/results`` under the working directory."""
+    checkout = Path(__file__).resolve().parents[2] / "benchmarks"
+    if (checkout / "results").is_dir():
+        return checkout / "results"
+    return Path.cwd() / "benchmarks" / "results"
+
+
+RESULTS_DIR = _results_dir()
 
 _MEM_SOURCE_CUDA = "torch.cuda.max_memory_allocated"
 _MEM_SOURCE_CPU = (
@@ -472,6 +487,7 @@ def add_common_args(
     default_device: str = "cpu",
     quick_help: str = "CPU run of about a minute",
     amp: bool = False,
+    out_help: str | None = None,
 ) -> argparse.ArgumentParser:
     """The options every benchmark shares: device, --quick, batch/steps/warm-up, threads, output, and the
     shared-machine options (--wait-idle, --retries, --max-foreign); ``amp`` adds ``--amp {bf16,fp16}``."""
@@ -482,7 +498,7 @@ def add_common_args(
     p.add_argument("--warmup", type=int, default=None, help="untimed warm-up steps (default: 3 GPU, 1 CPU)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: number of cores)")
     p.add_argument("--out", type=Path, default=None,
-                   help=f"result JSON (default: benchmarks/results/{benchmark}[-<gpu>].json)")
+                   help=out_help or f"result JSON (default: benchmarks/results/{benchmark}[-<gpu>].json)")
     p.add_argument("--no-write", action="store_true", help="print the table only")
     p.add_argument(
         "--wait-idle", type=float, default=0.0, metavar="SECONDS",
@@ -572,6 +588,27 @@ def write_results(
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(payload, indent=2, allow_nan=True) + "\n")
     tmp.replace(path)
+    return path
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the file-only Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Any, path: str | os.PathLike[str], title: str = "", dpi: int = 100) -> Path:
+    """Give ``fig`` its title, lay it out, write it as PNG to ``path`` (folders created) and close it."""
+    path = Path(path)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
     return path
 
 
