@@ -30,7 +30,7 @@ are all in it. The method table is a registry (:data:`METHODS`, :func:`register_
 =================  =======================================================================================
 
 The sweep runs every method at each T in ``--T`` (at the first depth) and at each depth in ``--depths``
-(at the first T). At every setting all methods' steps are interleaved (``benchmarks.common.interleaved_timing``)
+(at the first T). At every setting all methods' steps are interleaved (``lightning_snn.bench.harness.interleaved_timing``)
 so ratios are measured under the same machine load; memory comes from one untimed step
 (``measure_step_memory``: CUDA max allocated, or on CPU the profiler's allocation events plus the bytes
 alive at the step start; also the bytes autograd saved for backward).
@@ -85,7 +85,7 @@ from torch import nn
 if __package__ in (None, ""):  # run as a script: make `benchmarks` and `lightning_snn` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import (  # noqa: E402
+from lightning_snn.bench.harness import (  # noqa: E402
     add_common_args,
     amp_context,
     default_result_path,

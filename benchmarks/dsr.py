@@ -11,7 +11,7 @@ neurons and reset by subtraction, direct encoding and CE on the firing rate of t
 
 One training step = neuron reset, forward on ``x.unsqueeze(0).expand(T, ...)``, CE on the mean output over
 T, backward, SGD step. The two methods' steps are interleaved (alternating which goes first) so both see the
-same machine load. Peak memory comes from one untimed step (``benchmarks/common.py``: CUDA max allocated, or
+same machine load. Peak memory comes from one untimed step (``lightning_snn/bench/harness.py``: CUDA max allocated, or
 on CPU the profiler's allocation events + tensors alive at the step start), together with the bytes autograd
 saved for backward. The figures of interest are ``mem(T=20) / mem(T=5)`` per method and the time ratio
 DSR/BPTT.
@@ -35,7 +35,7 @@ from torch import nn
 if __package__ in (None, ""):  # run as a script: make `benchmarks` and `lightning_snn` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import (  # noqa: E402
+from lightning_snn.bench.harness import (  # noqa: E402
     backbone_train_step,
     default_result_path,
     describe_device,

@@ -48,7 +48,7 @@ class Part:
 
 
 def parts(tag: str) -> list[Part]:
-    """The suite for a GPU whose result-file tag is ``tag`` (``benchmarks.common.device_tag``)."""
+    """The suite for a GPU whose result-file tag is ``tag`` (``lightning_snn.bench.harness.device_tag``)."""
     return [
         Part("CUDA tests", 120, "pytest",
              ("-q", "-p", "no:cacheprovider", "tests/neurons/test_backends.py", "tests/neurons/test_compression.py")),
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from benchmarks.common import device_tag
+    from lightning_snn.bench.harness import device_tag
 
     if args.dry_run:
         for part in parts("gpu"):

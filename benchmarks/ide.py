@@ -12,7 +12,7 @@ average firing rate:
   i.e. the backbone's own ``forward``; every step's activations are kept for backward.
 
 One training step = state reset, forward, CE, backward, SGD step; the two methods' steps are interleaved.
-Peak memory comes from one untimed step (``benchmarks/common.py``: CUDA max allocated, or on CPU the
+Peak memory comes from one untimed step (``lightning_snn/bench/harness.py``: CUDA max allocated, or on CPU the
 profiler's allocation events + tensors alive at the step start), with the bytes autograd saved for backward.
 ``--quick`` shrinks the channel widths to 1/4 (same depth, same T) so a CPU run takes a couple of minutes.
 
@@ -35,7 +35,7 @@ import torch.nn.functional as F
 if __package__ in (None, ""):  # run as a script: make `benchmarks` and `lightning_snn` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import (  # noqa: E402
+from lightning_snn.bench.harness import (  # noqa: E402
     add_common_args,
     default_result_path,
     describe_device,

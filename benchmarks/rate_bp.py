@@ -11,7 +11,7 @@ direct encoding and cross-entropy on the mean output over T, one SGD step each:
 Targets of the issue (reported, not asserted): Rate-BP peak memory flat in T, ``mem(T=8)/mem(T=2) <= 1.15``,
 and at T = 6 a Rate-BP step time ``<= 0.7x`` BPTT's. The two methods' steps are interleaved (alternating
 which goes first) so that both see the same machine load; memory is measured on a separate untimed step
-(``benchmarks/common.py``: CUDA max allocated on GPU; on CPU the profiler's allocation events plus the
+(``lightning_snn/bench/harness.py``: CUDA max allocated on GPU; on CPU the profiler's allocation events plus the
 bytes alive at step start, and in every case the bytes autograd saved for backward).
 
 What to expect. Rate-BP saves the same bytes for backward at every T (the rate graph is T-free) and skips
@@ -44,7 +44,7 @@ from torch import nn
 if __package__ in (None, ""):  # run as a script: make `benchmarks` and `lightning_snn` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import (  # noqa: E402
+from lightning_snn.bench.harness import (  # noqa: E402
     CpuContention,
     default_result_path,
     describe_device,

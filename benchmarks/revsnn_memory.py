@@ -20,7 +20,7 @@ Depths:
   (extra, to see a second doubling). Fewer than 4 blocks would drop stages, which changes the network
   rather than its depth, so the ResNet sweep starts at 4.
 
-Figures per record (see ARCHITECTURE.md "Benchmark results" and ``benchmarks/common.py``):
+Figures per record (see ARCHITECTURE.md "Benchmark results" and ``lightning_snn/bench/harness.py``):
 * ``peak_mem_bytes``: peak of the whole step, everything alive (parameters, gradients, optimizer state,
   input, activations). On CPU from torch.profiler memory events (``mem_source``).
 * ``activation_peak_bytes``: ``step_peak_mem_bytes`` (peak increase over the step start) minus the gradient
@@ -60,7 +60,7 @@ from torch import nn
 if __package__ in (None, ""):  # run as a script: make `benchmarks` and `lightning_snn` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import (  # noqa: E402
+from lightning_snn.bench.harness import (  # noqa: E402
     backbone_train_step,
     default_result_path,
     describe_device,

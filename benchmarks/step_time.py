@@ -11,7 +11,7 @@ same parameter count) run on ``[1, B, 3, 32, 32]``; the figure of merit is
 (target from the issue, reported and not asserted: <= 1.5 on CPU). SNN and ANN steps are interleaved
 in the same run, alternating which one goes first, so both see the same machine load; each T gets its
 own ANN median from the steps interleaved with it. Peak memory is measured on a separate untimed step
-(see ``benchmarks/common.py``).
+(see ``lightning_snn/bench/harness.py``).
 
 Run::
 
@@ -40,7 +40,7 @@ from torch import nn
 if __package__ in (None, ""):  # run as a script: make `benchmarks` and `lightning_snn` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import (  # noqa: E402
+from lightning_snn.bench.harness import (  # noqa: E402
     backbone_train_step,
     default_result_path,
     describe_device,

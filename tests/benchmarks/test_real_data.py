@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from benchmarks import real_data
-from benchmarks.common import write_results
+from lightning_snn.bench.harness import write_results
 
 SHARED = real_data.shared_data_dir()
 REFERENCE = SHARED.parent / "reference" / "official_runs.md"

@@ -1,6 +1,8 @@
-"""Helpers shared by the benchmarks: device description, thread setup, timing, peak memory, JSON output.
+"""The benchmark harness: device description, thread setup, timing, peak memory, JSON output.
 
-Every benchmark writes ``benchmarks/results/<name>.json`` (``<name>-<gpu>.json`` on a GPU, so that CPU
+One timing loop (:func:`interleaved_timing`), one memory accounting (:func:`measure_step_memory`), one JSON
+writer (:func:`write_results`) and one set of shared options (:func:`add_common_args`) for
+``lightning-snn bench`` and the scripts under ``benchmarks/``. Every benchmark writes ``benchmarks/results/<name>.json`` (``<name>-<gpu>.json`` on a GPU, so that CPU
 runs never overwrite GPU results) as described in ARCHITECTURE.md, "Benchmark results"::
 
     {"device": "cpu: 2 cores", "torch": "2.x", "created": "2025-01-01T12:00:00+00:00",
@@ -57,6 +59,8 @@ __all__ = [
     "load_average",
     "measure_step_memory",
     "median",
+    "positive_int",
+    "quiet_profile",
     "resolve_device",
     "setup_torch",
     "synchronize",
@@ -66,7 +70,16 @@ __all__ = [
     "write_results",
 ]
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+def _results_dir() -> Path:
+    """``benchmarks/results`` of the source checkout this package is imported from; from an installed
+    package (no checkout around it) ``benchmarks/results`` under the working directory."""
+    checkout = Path(__file__).resolve().parents[2] / "benchmarks"
+    if (checkout / "results").is_dir():
+        return checkout / "results"
+    return Path.cwd() / "benchmarks" / "results"
+
+
+RESULTS_DIR = _results_dir()
 
 _MEM_SOURCE_CUDA = "torch.cuda.max_memory_allocated"
 _MEM_SOURCE_CPU = (
