@@ -1,9 +1,10 @@
 """Real-data parity: the mirroring configs trained on the shared real MNIST / N-MNIST subsets, next to
 what the official code reaches on the same data, schedule and seeds.
 
-Each recipe is run through the library's own CLI path (:func:`lightning_snn.cli.build_cli` on the config
-file, with command-line overrides), so the benchmark trains exactly what ``lightning-snn fit --config ...``
-trains. The overrides only point the run at the shared data and shorten it; each is listed in the JSON:
+Each recipe is run through the library's own CLI path (:func:`lightning_snn.bench.accuracy.fit_config`:
+:func:`lightning_snn.cli.build_cli` on the config file, with command-line overrides), so the benchmark trains
+exactly what ``lightning-snn fit --config ...`` trains. The overrides only point the run at the shared data and
+shorten it (:func:`lightning_snn.bench.accuracy.config_overrides` and this recipe's own); each is in the JSON:
 
 * ``--data.init_args.root <shared data>``, ``--trainer.max_epochs E``, ``--seed_everything S``;
 * ``--data.init_args.seed S`` as well: the DataModule's shuffling sampler has its own seed (default 0),
@@ -30,11 +31,12 @@ Run (shared machine: one thread, in the background; the full run takes about an 
 recipes or seeds can run in separate processes and be merged with ``--combine``)::
 
     uv run python benchmarks/real_data.py --threads 1 > real_data.log 2>&1 &
-    uv run python benchmarks/real_data.py --quick      # a few batches per recipe, about a minute
+    uv run python benchmarks/real_data.py --quick      # a few batches per recipe -> results/real_data_quick.json
     uv run python benchmarks/real_data.py --only stbp_mnist_mnistnet --seeds 1 2 --out part1.json
     uv run python benchmarks/real_data.py --combine part1.json part2.json     # -> results/real_data.json
 
-The shared data folder is ``$LIGHTNING_SNN_SHARED_DATA`` or ``../shared/data`` next to the repository.
+The shared data folder is ``--data``, else ``$LIGHTNING_SNN_SHARED_DATA``, else ``../shared/data`` next to the
+repository. The runs use one torch thread unless ``--threads`` says otherwise.
 """
 from __future__ import annotations
 
