@@ -41,22 +41,9 @@ import yaml
 from lightning_snn.bench.harness import default_result_path, measure_step_memory, median, positive_int
 
 __all__ = [
-    "SHARED_DATA_ENV",
-    "EpochRecorder",
-    "TrainResult",
-    "add_accuracy_args",
-    "config_overrides",
-    "fit_config",
-    "first_batch",
-    "mean_std",
-    "measure_fit_memory",
-    "per_epoch_summary",
-    "require_shared_data",
-    "result_path",
-    "rounded",
-    "shared_data_dir",
-    "test_accuracy",
-    "train_and_test",
+    "SHARED_DATA_ENV", "EpochRecorder", "TrainResult", "add_accuracy_args", "config_overrides", "fit_config",
+    "first_batch", "mean_std", "measure_fit_memory", "per_epoch_summary", "require_shared_data",
+    "result_path", "rounded", "shared_data_dir", "evaluate_accuracy", "train_and_test",
 ]
 
 SHARED_DATA_ENV = "LIGHTNING_SNN_SHARED_DATA"
@@ -165,7 +152,7 @@ class TrainResult:
     test_s: float
 
 
-def test_accuracy(model: torch.nn.Module, loader: Iterable[Any]) -> tuple[float, int]:
+def evaluate_accuracy(model: torch.nn.Module, loader: Iterable[Any]) -> tuple[float, int]:
     """Top-1 accuracy (fraction) of ``model.readout(model(x))`` over ``loader`` in eval mode, and the sample count."""
     model.eval()
     correct = n = 0
@@ -174,7 +161,7 @@ def test_accuracy(model: torch.nn.Module, loader: Iterable[Any]) -> tuple[float,
             correct += int((model.readout(model(x)).argmax(-1) == y).sum())
             n += len(y)
     if n == 0:
-        raise ValueError("test_accuracy: the test loader yielded no samples")
+        raise ValueError("evaluate_accuracy: the test loader yielded no samples")
     return correct / n, n
 
 
@@ -190,7 +177,7 @@ def train_and_test(
 ) -> TrainResult:
     """Train ``model`` (a method: ``forward`` and ``compute_loss``) on ``datamodule``'s training loader for
     ``epochs`` epochs (at most ``max_batches`` batches per epoch, at most ``max_steps`` steps in all),
-    calling ``after_step()`` after every optimiser step, then test it (:func:`test_accuracy`)."""
+    calling ``after_step()`` after every optimiser step, then test it (:func:`evaluate_accuracy`)."""
     if epochs < 1:
         raise ValueError(f"train_and_test: epochs must be >= 1, got {epochs}")
     datamodule.setup("fit")
@@ -211,7 +198,7 @@ def train_and_test(
         if max_steps is not None and steps >= max_steps:
             break
     train_s = time.perf_counter() - start
-    accuracy, n = test_accuracy(model, datamodule.val_dataloader())
+    accuracy, n = evaluate_accuracy(model, datamodule.val_dataloader())
     return TrainResult(steps=steps, final_loss=float(loss.detach()), accuracy=accuracy, test_samples=n,
                        train_s=train_s, test_s=time.perf_counter() - start - train_s)
 
