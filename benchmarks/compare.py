@@ -5,7 +5,10 @@ of ``depth`` basic blocks, BN through time, the same LIF neuron everywhere: leak
 V_th = 1, hard reset to 0, sigmoid surrogate α = 4) on the same CIFAR-shaped batch ``[B, 3, 32, 32]`` with
 direct encoding, for a few SGD steps; the step is the method's own (``module.compute_loss(module(x), y)``,
 backward, ``optimizer.step()``), so neuron swaps (DSR), hooks (Rate-BP) and structural backbones (RevSNN)
-are all in it. The method table is a registry (:data:`METHODS`, :func:`register_method`):
+are all in it. Every measurement runs through :mod:`lightning_snn.bench` (``lightning-snn bench``'s method
+table, timing loop, memory accounting and JSON writer); this preset adds the comparison network, its
+SpikingJelly twin, the depth sweep and the target figures. Its method table (:data:`TABLE`) is the bench's
+with these rows changed or added:
 
 =================  =======================================================================================
 ``ann``            the same backbone with ReLU in place of every neuron, run once on ``[1, B, ...]``: the
@@ -30,7 +33,7 @@ are all in it. The method table is a registry (:data:`METHODS`, :func:`register_
 =================  =======================================================================================
 
 The sweep runs every method at each T in ``--T`` (at the first depth) and at each depth in ``--depths``
-(at the first T). At every setting all methods' steps are interleaved (``lightning_snn.bench.harness.interleaved_timing``)
+(at the first T). At every setting all methods' steps are interleaved (``lightning_snn.bench.run.run_bench``)
 so ratios are measured under the same machine load; memory comes from one untimed step
 (``measure_step_memory``: CUDA max allocated, or on CPU the profiler's allocation events plus the bytes
 alive at the step start; also the bytes autograd saved for backward).
@@ -74,7 +77,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,25 +88,29 @@ from torch import nn
 if __package__ in (None, ""):  # run as a script: make `benchmarks` and `lightning_snn` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from lightning_snn import methods  # noqa: E402
+from lightning_snn.backbones import SpikingResNet, list_backbones, register_backbone  # noqa: E402
+from lightning_snn.bench.cli import PRECISIONS, build_parser, flat  # noqa: E402
 from lightning_snn.bench.harness import (  # noqa: E402
-    add_common_args,
     amp_context,
     default_result_path,
     describe_device,
     format_bytes,
-    format_table,
-    interleaved_timing,
     load_average,
-    make_batch,
-    measure_step_memory,
-    median,
     positive_int,
     resolve_device,
     setup_torch,
     write_results,
 )
-from lightning_snn import methods  # noqa: E402
-from lightning_snn.backbones import SpikingResNet, list_backbones, register_backbone  # noqa: E402
+from lightning_snn.bench.methods import (  # noqa: E402
+    BenchSetting,
+    MethodEntry,
+    Trainee,
+    method_table,
+    resolve_method_names,
+    sgd,
+)
+from lightning_snn.bench.run import TimingOptions, derive, render_table as bench_table, run_bench  # noqa: E402
 from lightning_snn.neurons import reset_states  # noqa: E402
 
 BENCHMARK = "compare"
@@ -200,119 +207,15 @@ def build_spikingjelly_twin(arch: dict[str, Any], num_classes: int = NUM_CLASSES
 
 
 # ============================================================================================ registry
-@dataclass(frozen=True)
-class Setting:
-    """One point of the sweep (shared by all methods)."""
-
-    T: int
-    depth: int
-    arch: dict[str, Any]
-    batch: int
-    device: torch.device
-    amp: str | None = None
-    backbone_label: str = "compare_resnet"
-
-
-@dataclass
-class Trainee:
-    """A built method: the module (for parameter / optimiser memory), its optimiser and one training step."""
-
-    module: nn.Module
-    optimizer: torch.optim.Optimizer
-    step: Callable[[], None]
-    backbone: str
-    T: int
-
-
-@dataclass(frozen=True)
-class MethodEntry:
-    """A row of the method table: ``build(setting, x, y) -> Trainee``."""
-
-    name: str
-    build: Callable[[Setting, torch.Tensor, torch.Tensor], Trainee]
-    description: str
-    needs_cuda: bool = False
-    default: bool = True
-    available: Callable[[], bool] = field(default=lambda: True)
-
-
-METHODS: list[MethodEntry] = []
-
-
-def register_method(entry: MethodEntry) -> MethodEntry:
-    """Add (or replace, by name) a method of the comparison."""
-    METHODS[:] = [m for m in METHODS if m.name != entry.name] + [entry]
-    return entry
-
-
-def _sgd(module: nn.Module) -> torch.optim.Optimizer:
-    return torch.optim.SGD(module.parameters(), lr=0.01, momentum=0.9)
-
-
-def method_step(module: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-                amp: str | None, reset: Callable[[nn.Module], None] = reset_states) -> Callable[[], None]:
-    """One training step of a method module: its own forward (encoding, state reset) and loss."""
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        with amp_context(x.device, amp):
-            loss = module.compute_loss(module(x), y)
-        loss.backward()
-        optimizer.step()
-        reset(module)  # free the neurons' state inside the step (its release is not a later step's cost)
-
-    return step
-
-
-def _lightning(cls: type, s: Setting, x: torch.Tensor, y: torch.Tensor, T: int | None = None,
-               backbone: str = "compare_resnet", backbone_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> Trainee:
-    torch.manual_seed(0)
-    module = cls(backbone=backbone, num_classes=NUM_CLASSES, input_shape=INPUT_SHAPE, T=T or s.T,
-                 backbone_kwargs=dict(s.arch if backbone_kwargs is None else backbone_kwargs), **kwargs)
-    module = module.to(s.device).train()
-    opt = _sgd(module)
-    return Trainee(module, opt, method_step(module, opt, x, y, s.amp), backbone if backbone != "compare_resnet" else s.backbone_label, T or s.T)
-
-
-def _build_online(cls: type, s: Setting, x: torch.Tensor, y: torch.Tensor, **kwargs: Any) -> Trainee:
-    """SLTT / OTTT: their own step, one backward pass per time step (``run_sequence``), then the update."""
-    torch.manual_seed(0)
-    module = cls(backbone="compare_resnet", num_classes=NUM_CLASSES, input_shape=INPUT_SHAPE, T=s.T,
-                 backbone_kwargs=dict(s.arch), neuron=_neuron(), **kwargs).to(s.device).train()
-    opt = _sgd(module)
-
-    def update() -> None:
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        with amp_context(x.device, s.amp):
-            module.run_sequence(x, y, backward=lambda loss: loss.backward(), update=update)
-        if not module.updates_every_step:
-            opt.step()
-        reset_states(module)
-
-    return Trainee(module, opt, step, s.backbone_label, s.T)
-
-
-def _neuron(**override: Any) -> dict[str, Any]:
-    return {**NEURON, **override}
-
-
-def _build_ann(s: Setting, x: torch.Tensor, y: torch.Tensor) -> Trainee:
-    return _lightning(methods.SpikingClassifier, s, x, y, T=1, neuron=lambda: nn.ReLU())
-
-
-def _build_spikingjelly(s: Setting, x: torch.Tensor, y: torch.Tensor) -> Trainee:
+def _build_spikingjelly(s: BenchSetting) -> Trainee:
     from spikingjelly.activation_based import functional as sj_functional
 
     torch.manual_seed(0)
-    net = build_spikingjelly_twin(s.arch).to(s.device).train()
-    opt = _sgd(net)
+    net = build_spikingjelly_twin(s.backbone_kwargs).to(s.device).train()
+    opt = sgd(net)
     T = s.T
 
-    def step() -> None:
+    def train(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         opt.zero_grad(set_to_none=True)
         sj_functional.reset_net(net)
         with amp_context(x.device, s.amp):
@@ -321,77 +224,56 @@ def _build_spikingjelly(s: Setting, x: torch.Tensor, y: torch.Tensor) -> Trainee
         loss.backward()
         opt.step()
         sj_functional.reset_net(net)
+        return loss.detach()
 
-    return Trainee(net, opt, step, f"{s.backbone_label} (spikingjelly layers)", T)
-
-
-def _revs_kwargs(s: Setting, reversible: bool) -> dict[str, Any]:
-    stages = s.arch["stages"]
-    return {"planes": [c for c, _, _ in stages], "layers": [n for _, n, _ in stages], "reversible": reversible}
+    return Trainee(net, opt, train, f"{s.backbone_label} (spikingjelly layers)", T)
 
 
-def _build_ide(s: Setting, x: torch.Tensor, y: torch.Tensor) -> Trainee:
+_BENCH = method_table()
+
+
+def _on_revs_resnet(name: str) -> Callable[[BenchSetting], Trainee]:
+    """RevSNN rows: the bench's, on a RevSResNet with the comparison network's stage widths and depths."""
+    def build(s: BenchSetting) -> Trainee:
+        stages = s.backbone_kwargs["stages"]
+        kwargs = {"planes": [c for c, _, _ in stages], "layers": [n for _, n, _ in stages]}
+        return _BENCH[name].build(replace(s, backbone="revs_resnet", backbone_kwargs=kwargs, label="revs_resnet"))
+
+    return build
+
+
+def _build_ide(s: BenchSetting) -> Trainee:
     """IDE on CIFARNet-F (its own feedback backbone and IF neuron), channels scaled like the shared network."""
-    width = s.arch["stem_channels"] / BASE_CHANNELS[0]
+    width = s.backbone_kwargs["stem_channels"] / BASE_CHANNELS[0]
     channels = [max(4, int(round(c * width))) for c in (128, 256, 512, 1024, 512)]
-    return _lightning(methods.IDE, s, x, y, backbone="ide_cifarnet_f", backbone_kwargs={"channels": channels})
+    return _BENCH["ide"].build(replace(s, backbone="ide_cifarnet_f", backbone_kwargs={"channels": channels},
+                                       neuron=None, label="ide_cifarnet_f"))
 
 
-for _entry in (
-    MethodEntry("ann", _build_ann, "same backbone, ReLU for every neuron, input [1, B, ...] (T x ANN reference)"),
-    MethodEntry("bptt", lambda s, x, y: _lightning(methods.BPTT, s, x, y, neuron=_neuron()),
-                "BPTT, LIF (decay 0.5, V_th 1, reset to 0, sigmoid 4), neuron backend torch"),
-    MethodEntry("bptt_inductor", lambda s, x, y: _lightning(methods.BPTT, s, x, y, neuron=_neuron(backend="inductor")),
-                "BPTT, same LIF, neuron backend inductor (torch.compile'd forward loop and backward sweep)"),
-    MethodEntry("bptt_triton", lambda s, x, y: _lightning(methods.BPTT, s, x, y, neuron=_neuron(backend="triton")),
-                "BPTT, same LIF, neuron backend triton (SpikingJelly's Triton kernels)", needs_cuda=True),
-    MethodEntry("bptt_bits", lambda s, x, y: _lightning(methods.BPTT, s, x, y, neuron=_neuron(), spike_storage="bits"),
-                "BPTT, same LIF, backend torch, saved spike trains stored as bits (spike_storage: bits)"),
-    MethodEntry("dsr", lambda s, x, y: _lightning(methods.DSR, s, x, y), "DSR, its IF neuron (V_th 6, alpha 0.5, trainable)"),
-    MethodEntry("dsr_bits", lambda s, x, y: _lightning(methods.DSR, s, x, y, spike_storage="bits"),
-                "DSR, same IF neuron, saved spike trains stored as bits"),
-    MethodEntry("rate_bp_m", lambda s, x, y: _lightning(methods.RateBP, s, x, y, neuron=_neuron(), step_mode="m"),
-                "Rate-BP, multi-step mode, same LIF"),
-    MethodEntry("rate_bp_s", lambda s, x, y: _lightning(methods.RateBP, s, x, y, neuron=_neuron(), step_mode="s"),
-                "Rate-BP, single-step mode, same LIF"),
-    MethodEntry("revsnn", lambda s, x, y: _lightning(methods.BPTT, s, x, y, backbone="revs_resnet",
-                                                      backbone_kwargs=_revs_kwargs(s, True), neuron=_neuron()),
-                "BPTT on RevSResNet (reversible blocks), same stage widths/depths, same LIF"),
-    MethodEntry("revsnn_twin", lambda s, x, y: _lightning(methods.BPTT, s, x, y, backbone="revs_resnet",
-                                                           backbone_kwargs=_revs_kwargs(s, False), neuron=_neuron()),
-                "BPTT on the same RevSResNet with reversible: false"),
+#: the bench's method table with the comparison's rows: both neuron backends by default, RevSNN on the
+#: network's reversible counterpart, the SpikingJelly twin, IDE on its feedback network (opt-in)
+TABLE: dict[str, MethodEntry] = method_table(
+    replace(_BENCH["bptt_inductor"], default=True),
+    replace(_BENCH["bptt_triton"], default=True),
+    MethodEntry("revsnn", _on_revs_resnet("revsnn"), "BPTT on RevSResNet (reversible blocks), same stage widths/depths, same LIF"),
+    MethodEntry("revsnn_twin", _on_revs_resnet("revsnn_twin"), "BPTT on the same RevSResNet with reversible: false"),
     MethodEntry("spikingjelly", _build_spikingjelly,
                 "the compare_resnet network from SpikingJelly layers + neuron.LIFNode(tau 2, decay_input False), BPTT"),
-    MethodEntry("sltt", lambda s, x, y: _build_online(methods.SLTT, s, x, y),
-                "SLTT: the same LIF with the temporal gradient path cut, one backward pass per time step",
-                available=lambda: hasattr(methods, "SLTT")),
-    MethodEntry("ottt", lambda s, x, y: _build_online(methods.OTTT, s, x, y),
-                "OTTT_A: SLTT's step plus presynaptic-trace weight gradients (hooks), one update per batch",
-                available=lambda: hasattr(methods, "OTTT")),
     MethodEntry("ide", _build_ide, "IDE on ide_cifarnet_f (feedback backbone)", default=False,
                 available=lambda: hasattr(methods, "IDE")),
-):
-    register_method(_entry)
+)
 
 
-def select_methods(names: Sequence[str] | None, device: torch.device) -> list[MethodEntry]:
-    """The registry entries to run: ``names`` (all must exist) or every default entry this device can run."""
-    by_name = {m.name: m for m in METHODS}
+def select_methods(names: Sequence[str] | None, device: torch.device) -> list[str]:
+    """The rows to run: ``names`` (aliases expanded; unknown names are a ``SystemExit``) or every default row
+    this device can run; ``ann`` (the T x ANN reference) always first."""
+    try:
+        chosen = resolve_method_names(names, TABLE)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
     if names:
-        unknown = [n for n in names if n not in by_name]
-        if unknown:
-            raise SystemExit(f"--methods: unknown {unknown}; available: {sorted(by_name)}")
-        chosen = [by_name[n] for n in names]
-        for m in chosen:
-            if not m.available():
-                raise SystemExit(f"--methods {m.name}: not available in this installation")
-            if m.needs_cuda and device.type != "cuda":
-                raise SystemExit(f"--methods {m.name}: needs a CUDA device")
-    else:
-        chosen = [m for m in METHODS if m.default and m.available() and (device.type == "cuda" or not m.needs_cuda)]
-    if "ann" not in {m.name for m in chosen}:
-        chosen.insert(0, by_name["ann"])  # the T x ANN reference is always measured
-    return chosen
+        return chosen
+    return [n for n in chosen if TABLE[n].available() and (device.type == "cuda" or not TABLE[n].needs_cuda)]
 
 
 # =============================================================================================== run
@@ -417,84 +299,42 @@ class CompareConfig:
     verbose: bool = True
 
 
-def settings_of(cfg: CompareConfig) -> list[Setting]:
-    """T sweep at the first depth, then the depth sweep at the first T (no duplicates)."""
+def settings_of(cfg: CompareConfig) -> list[tuple[int, BenchSetting]]:
+    """(depth, setting): the T sweep at the first depth, then the depth sweep at the first T (no duplicates)."""
     pairs: list[tuple[int, int]] = [(T, cfg.depths[0]) for T in cfg.Ts]
     if cfg.arch is None:
         pairs += [(cfg.Ts[0], d) for d in cfg.depths[1:]]
     out = []
     for T, d in dict.fromkeys(pairs):
         arch = cfg.arch if cfg.arch is not None else arch_for(cfg.width, d)
-        out.append(Setting(T=T, depth=d, arch=arch, batch=cfg.batch, device=cfg.device, amp=cfg.amp,
-                           backbone_label=cfg.backbone_label))
+        out.append((d, BenchSetting(backbone="compare_resnet", num_classes=NUM_CLASSES, input_shape=INPUT_SHAPE, T=T,
+                                    batch=cfg.batch, device=cfg.device, backbone_kwargs=arch, neuron=NEURON,
+                                    amp=cfg.amp, label=cfg.backbone_label)))
     return out
 
 
 def run_compare(cfg: CompareConfig) -> dict[str, Any]:
-    """Build, warm up, measure and time every selected method at every setting. Returns records + summary."""
-    device = cfg.device
-    entries = select_methods(cfg.methods, device)
-    x, y = make_batch(cfg.batch, INPUT_SHAPE, NUM_CLASSES, device)
+    """Measure every selected method at every setting (``lightning_snn.bench.run.run_bench``). Returns the
+    records (``ok``), the failed / skipped ones (``errors``), the summary and the elapsed time."""
+    names = select_methods(cfg.methods, cfg.device)
+    timing = TimingOptions(steps=cfg.steps, warmup=cfg.warmup, wait_idle_s=cfg.wait_idle, retries=cfg.retries,
+                           max_foreign_share=cfg.max_foreign)
     records: list[dict[str, Any]] = []
-    errors: list[dict[str, Any]] = []
     t0 = time.perf_counter()
-    for s in settings_of(cfg):
-        trainees: dict[str, Trainee] = {}
-        mems: dict[str, dict[str, Any]] = {}
-        for entry in entries:
-            try:
-                tr = entry.build(s, x, y)
-                for _ in range(max(cfg.warmup, 1)):  # optimiser state exists, compilation done
-                    tr.step()
-                reset_states(tr.module)
-                mems[entry.name] = dict(measure_step_memory(tr.step, tr.module, tr.optimizer, [x, y], device))
-                trainees[entry.name] = tr
-            except Exception as err:  # keep going: one broken method must not hide the others' figures
-                errors.append({"method": entry.name, "T": s.T, "depth": s.depth, "error": f"{type(err).__name__}: {err}"})
-                if cfg.verbose:
-                    print(f"  ! {entry.name} T={s.T} depth={s.depth}: {type(err).__name__}: {err}", flush=True)
-        times, contention = interleaved_timing(
-            {n: tr.step for n, tr in trainees.items()}, cfg.steps, device,
-            wait_idle_s=cfg.wait_idle, retries=cfg.retries, max_foreign_share=cfg.max_foreign,
-        )
-        ann_t = median(times["ann"]) if "ann" in times else math.nan
-        ann_min = min(times["ann"]) if "ann" in times else math.nan
-        for name, tr in trainees.items():
-            t_med, t_min = median(times[name]), min(times[name])
-            rec = {
-                "method": name,
-                "backbone": tr.backbone,
-                "T": s.T,
-                "run_T": tr.T,
-                "depth": s.depth,
-                "batch_size": s.batch,
-                "step_time_s": t_med,
-                "step_time_min_s": t_min,
-                "images_per_s": s.batch / t_med,
-                "ratio_vs_ann_x_T": t_med / (s.T * ann_t) if name != "ann" else None,
-                "ratio_vs_ann_x_T_min": t_min / (s.T * ann_min) if name != "ann" else None,
-                **mems[name],
-                "params": sum(p.numel() for p in tr.module.parameters()),
-                "amp": s.amp,
-                "arch": {k: (list(map(list, v)) if k == "stages" else v) for k, v in s.arch.items()},
-                "description": next(e.description for e in entries if e.name == name),
-                **contention,
-                "step_times_s": times[name],
-                "quick": cfg.quick,
-            }
-            records.append(rec)
-        by = {r["method"]: r for r in records if r["T"] == s.T and r["depth"] == s.depth}
-        if "bptt" in by:
-            for r in by.values():
-                r["ratio_vs_bptt"] = r["step_time_s"] / by["bptt"]["step_time_s"]
-                r["mem_ratio_vs_bptt"] = r["peak_mem_bytes"] / by["bptt"]["peak_mem_bytes"]
+    for depth, s in settings_of(cfg):
+        done = run_bench([s], names, timing, table=TABLE)
+        arch = {k: (list(map(list, v)) if k == "stages" else v) for k, v in s.backbone_kwargs.items()}
+        for r in done:
+            r.update(depth=depth, arch=arch, quick=cfg.quick)
+        records += done
         if cfg.verbose:
-            line = "  ".join(f"{n} {median(times[n]) * 1e3:.0f}ms/{format_bytes(mems[n]['peak_mem_bytes'])}" for n in trainees)
-            print(f"  T={s.T} depth={s.depth}: {line}  (others' cpu {contention['foreign_cpu_share']}, "
-                  f"{time.perf_counter() - t0:.0f}s)", flush=True)
-        del trainees
-    return {"records": records, "errors": errors, "summary": summarize(records, cfg),
-            "elapsed_s": round(time.perf_counter() - t0, 1)}
+            line = "  ".join(f"{r['method']} {r['step_time_s'] * 1e3:.0f}ms/{format_bytes(r['peak_mem_bytes'])}"
+                             if r["status"] == "ok" else f"{r['method']} {r['status']}" for r in done)
+            print(f"  T={s.T} depth={depth}: {line}  ({time.perf_counter() - t0:.0f}s)", flush=True)
+    derive(records, group=("depth",))
+    ok = [r for r in records if r["status"] == "ok"]
+    errors = [r for r in records if r["status"] != "ok"]
+    return {"records": ok, "errors": errors, "summary": summarize(ok, cfg), "elapsed_s": round(time.perf_counter() - t0, 1)}
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -640,40 +480,25 @@ def plot_results(records: list[dict[str, Any]], summary: dict[str, Any], path: s
 
 
 def render_table(records: list[dict[str, Any]]) -> str:
-    f2 = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
-    cols = [
-        ("T", "T", str), ("depth", "depth", str), ("method", "method", str),
-        ("step_time_s", "step ms", lambda v: f"{v * 1e3:.1f}"),
-        ("images_per_s", "img/s", lambda v: f"{v:.1f}"),
-        ("ratio_vs_ann_x_T", "t/(T*ann)", f2), ("ratio_vs_bptt", "t/bptt", f2),
-        ("peak_mem_bytes", "peak mem", format_bytes), ("mem_ratio_vs_bptt", "mem/bptt", f2),
-        ("saved_tensor_bytes", "saved for bwd", format_bytes),
-        ("saved_tensor_peak_bytes", "saved alive", format_bytes),
-        ("foreign_cpu_share", "others' cpu", lambda v: "-" if v is None else f"{100 * v:.0f}%"),
-    ]
-    return format_table(records, cols)
+    return bench_table(records, extra=[("depth", "depth", str)])
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(p, BENCHMARK, default_device="auto", amp=True,
-                    quick_help="CPU run of a few minutes: width x1/4, batch 8, T 2 4 8, depths 1 2, 3 timed steps, 1 thread")
-    p.add_argument("--methods", nargs="+", default=None, help=f"subset of the registry (default: all that run here)")
-    p.add_argument("--T", type=positive_int, nargs="+", default=None, help="time steps (default: 2 4 8; GPU 2 4 8 16)")
+    """``lightning-snn bench``'s parser (``source=False``) plus the comparison's network options."""
+    p = build_parser(TABLE, source=False, prog="python -m benchmarks.compare", description=__doc__.split("\n\n")[0])
+    p.set_defaults(out=None, device="auto")
     p.add_argument("--depths", type=positive_int, nargs="+", default=None, help="blocks per stage (default: 1 2; GPU 1 2 3)")
     p.add_argument("--width", type=float, default=None, help="channel multiplier of 64/128/256 (default 1; quick 1/4)")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
                    help="resnet19-cifar10: the ResNet-19 layout at T=4, batch 128 (images/s on a GPU)")
-    p.add_argument("--plot", type=Path, default=None, help="PNG path (default: next to the JSON)")
-    args = p.parse_args(argv)
-    return args
+    return p.parse_args(argv)
 
 
 def config_from_args(args: argparse.Namespace) -> CompareConfig:
     device = resolve_device(args.device)
     gpu = device.type == "cuda"
     preset = PRESETS[args.preset] if args.preset else None
-    Ts = args.T or (preset["T"] if preset else [2, 4, 8, 16] if gpu else [2, 4, 8])
+    Ts = flat(args.T) or (preset["T"] if preset else [2, 4, 8, 16] if gpu else [2, 4, 8])
     depths = args.depths or ([1] if preset else [1, 2, 3] if gpu else [1, 2])
     width = args.width or (0.25 if args.quick and not gpu else 1.0 if gpu else 0.5)
     batch = args.batch_size or (preset["batch"] if preset else 128 if gpu else 8 if args.quick else 16)
@@ -681,9 +506,9 @@ def config_from_args(args: argparse.Namespace) -> CompareConfig:
     warmup = max(args.warmup if args.warmup is not None else (3 if gpu else 1), 1)
     return CompareConfig(
         device=device, Ts=list(dict.fromkeys(Ts)), depths=list(dict.fromkeys(depths)), width=width, batch=batch,
-        steps=steps, warmup=warmup, methods=args.methods, amp=args.amp, arch=preset["arch"] if preset else None,
-        backbone_label=preset["label"] if preset else "compare_resnet", wait_idle=args.wait_idle,
-        retries=args.retries, max_foreign=args.max_foreign, quick=bool(args.quick),
+        steps=steps, warmup=warmup, methods=flat(args.methods), amp=PRECISIONS[args.precision],
+        arch=preset["arch"] if preset else None, backbone_label=preset["label"] if preset else "compare_resnet",
+        wait_idle=args.wait_idle, retries=args.retries, max_foreign=args.max_foreign, quick=bool(args.quick),
     )
 
 
@@ -703,7 +528,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for k, v in result["summary"].items():
         print(f"{k}: {v}")
     if result["errors"]:
-        print(f"\n{len(result['errors'])} method runs failed: {result['errors']}")
+        print(f"\n{len(result['errors'])} method runs failed or were skipped:")
+        print(bench_table(result["errors"], extra=[("depth", "depth", str)]))
     if not args.no_write:
         path = args.out or default_result_path(name, cfg.device)
         write_results(

@@ -5,7 +5,9 @@
 2. the method comparison in fp32 and under bf16 autocast (``results/compare-<gpu>.json``,
    ``results/compare_bf16-<gpu>.json``);
 3. spiking ResNet-19 at T=4, batch 128: images/s (``results/compare_resnet19-cifar10-<gpu>.json``);
-4. IDE against its BPTT twin at full CIFARNet-F width (``results/ide-<gpu>.json``).
+4. IDE against its BPTT twin at full CIFARNet-F width (``results/ide-<gpu>.json``, the ``ide`` preset).
+
+Every part measures through ``lightning_snn.bench`` (``compare.py`` and ``presets.py`` are presets over it).
 
 Every part runs in its own process under its own time limit, so a slow part cannot eat the others' time;
 the suite carries on after a failure and exits non-zero if any part failed. With ``--out DIR`` (or the
@@ -58,7 +60,7 @@ def parts(tag: str) -> list[Part]:
         Part("ResNet-19, T=4, batch 128", 60, "benchmarks.compare",
              ("--device", "cuda", "--preset", "resnet19-cifar10",
               "--methods", "bptt", "bptt_bits", "bptt_inductor", "bptt_triton", "spikingjelly")),
-        Part("IDE, CIFARNet-F", 60, "benchmarks.ide", ("--device", "cuda")),
+        Part("IDE, CIFARNet-F", 60, "benchmarks.presets", ("ide", "--device", "cuda")),
     ]
 
 

@@ -4,6 +4,7 @@
     lightning-snn test --config configs/stbp/mnist_mnistnet.yaml --ckpt_path last.ckpt
     lightning-snn export --config configs/stbp/mnist_mnistnet_q8.yaml --ckpt_path last.ckpt --out mnist_q8
     lightning-snn recipe --config configs/stbp/mnist_mnistnet.yaml   # the config against its recipe card
+    lightning-snn bench --config configs/stbp/mnist_mnistnet.yaml --T 2,4   # methods' step time and memory
 
 Model and data are chosen by class path (``model.class_path: lightning_snn.methods.BPTT``, or the short
 ``BPTT``); the DataModule's ``num_classes`` and ``input_shape`` are linked into the model. Optimiser
@@ -377,6 +378,9 @@ def main(args: Sequence[str] | None = None) -> None:
         if argv and argv[0] == "recipe":
             from .recipe import recipe_main
             raise SystemExit(recipe_main(argv[1:]))
+        if argv and argv[0] == "bench":
+            from .bench.cli import main as bench_main
+            raise SystemExit(bench_main(argv[1:]))
         parser_kwargs: dict[str, Any] = {}
         if not full:  # raise ArgumentError instead of printing the usage text and exiting
             parser_kwargs = {"exit_on_error": False, **{sub: {"exit_on_error": False} for sub in SpikingCLI.subcommands()}}

@@ -485,6 +485,7 @@ def add_common_args(
     default_device: str = "cpu",
     quick_help: str = "CPU run of about a minute",
     amp: bool = False,
+    out_help: str | None = None,
 ) -> argparse.ArgumentParser:
     """The options every benchmark shares: device, --quick, batch/steps/warm-up, threads, output, and the
     shared-machine options (--wait-idle, --retries, --max-foreign); ``amp`` adds ``--amp {bf16,fp16}``."""
@@ -495,7 +496,7 @@ def add_common_args(
     p.add_argument("--warmup", type=int, default=None, help="untimed warm-up steps (default: 3 GPU, 1 CPU)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: number of cores)")
     p.add_argument("--out", type=Path, default=None,
-                   help=f"result JSON (default: benchmarks/results/{benchmark}[-<gpu>].json)")
+                   help=out_help or f"result JSON (default: benchmarks/results/{benchmark}[-<gpu>].json)")
     p.add_argument("--no-write", action="store_true", help="print the table only")
     p.add_argument(
         "--wait-idle", type=float, default=0.0, metavar="SECONDS",

@@ -1,4 +1,5 @@
-"""The method-comparison benchmark in a tiny configuration: schema and completeness, never timings."""
+"""The method-comparison preset (on the ``lightning_snn.bench`` harness) in a tiny configuration: schema and
+completeness, never timings."""
 from __future__ import annotations
 
 import json
@@ -7,7 +8,9 @@ import pytest
 import torch
 
 from benchmarks import compare
-from benchmarks.compare import MethodEntry, config_from_args, parse_args, register_method, select_methods
+from benchmarks.compare import config_from_args, parse_args, select_methods
+from lightning_snn.bench.methods import MethodEntry
+from lightning_snn.bench.run import validate_results
 
 REQUIRED = {
     "method": str, "backbone": str, "T": int, "depth": int, "batch_size": int, "step_time_s": float,
@@ -27,6 +30,7 @@ def test_compare_runs_every_method_and_writes_json_and_plot(tmp_path):
     data = json.loads(out.read_text())
     assert data["device"].startswith("cpu: ") and data["torch"] == torch.__version__ and "created" in data
     assert data["benchmark"] == "compare" and data["errors"] == []
+    validate_results(data)
     records = data["records"]
     for rec in records:
         for key, typ in REQUIRED.items():
@@ -64,17 +68,16 @@ def test_spikingjelly_twin_is_the_same_network():
     assert sj_lifs and all(m.tau == pytest.approx(1.0 / (1.0 - compare.DECAY)) and not m.decay_input for m in sj_lifs)
 
 
-def test_registry_selection_and_errors(monkeypatch):
-    monkeypatch.setattr(compare, "METHODS", list(compare.METHODS))
+def test_method_table_selection_and_errors(monkeypatch):
+    monkeypatch.setattr(compare, "TABLE", dict(compare.TABLE))
     cpu = torch.device("cpu")
-    assert {m.name for m in select_methods(None, cpu)} == CPU_METHODS  # opt-in (ide) and CUDA-only rows are out
-    register_method(MethodEntry("extra", compare._build_ann, "an added row"))
-    assert "extra" in {m.name for m in select_methods(None, cpu)}
-    assert [m.name for m in select_methods(["bptt"], cpu)] == ["ann", "bptt"]  # the ANN reference is always in
+    assert set(select_methods(None, cpu)) == CPU_METHODS  # opt-in (ide) and CUDA-only rows are out
+    compare.TABLE["extra"] = MethodEntry("extra", compare.TABLE["ann"].build, "an added row")
+    assert "extra" in select_methods(None, cpu)
+    assert select_methods(["bptt"], cpu) == ["ann", "bptt"]  # the ANN reference is always in
+    assert select_methods(["bptt rate_bp".split()[1]], cpu) == ["ann", "rate_bp_m", "rate_bp_s"]
     with pytest.raises(SystemExit, match="unknown"):
         select_methods(["nope"], cpu)
-    with pytest.raises(SystemExit, match="needs a CUDA device"):
-        select_methods(["bptt_triton"], cpu)
 
 
 def test_cli_defaults_and_preset():
@@ -82,7 +85,8 @@ def test_cli_defaults_and_preset():
     assert cfg.device.type == "cpu" and cfg.Ts == [2, 4, 8] and cfg.depths == [1, 2] and cfg.width == 0.25
     cfg = config_from_args(parse_args(["--preset", "resnet19-cifar10", "--device", "cpu", "--amp", "bf16"]))
     assert cfg.Ts == [4] and cfg.batch == 128 and cfg.amp == "bf16" and cfg.arch["hidden"] == 256
-    assert [s.depth for s in compare.settings_of(cfg)] == [1]
+    assert [d for d, _ in compare.settings_of(cfg)] == [1]
+    assert config_from_args(parse_args(["--T", "2,4", "8", "--device", "cpu"])).Ts == [2, 4, 8]
     if not torch.cuda.is_available():
         assert config_from_args(parse_args([])).device.type == "cpu"  # --device auto
 
