@@ -15,10 +15,11 @@ everything in the training process):
 * one BPTT training step of VGGSNN (backbone ``vggsnn``, input 2x48x48, T = 10, CE on the mean output,
   SGD) at the same batch size: forward, backward, optimiser step.
 
-Loader batches and training steps are interleaved (one step, then loader batches, repeatedly) so that
-both see the same machine load, and each figure is a median (``loader_samples_per_s``); one epoch of
-each loader is also timed alone before the first step (``loader_samples_per_s_alone``). The figure of
-merit is
+Loader batches and training steps are interleaved by the harness's timing loop
+(:func:`lightning_snn.bench.harness.interleaved_timing`: one training step, then a few loader batches of each
+loader, the order rotated every round) so that all see the same machine load; ``loader_samples_per_s`` is
+the batch size over the median time per batch. One epoch of each loader is also timed alone before the
+first step (``loader_samples_per_s_alone``: the epoch's samples over its time). The figure of merit is
 
     loader_to_step_ratio = (batch_size / loader samples per s) / step_time_s
 
@@ -27,7 +28,7 @@ training step: ratio < 0.1 (reported, not asserted).
 
 Run::
 
-    uv run python benchmarks/data_loading.py --quick            # CPU, about a minute (batch 4, 2 steps)
+    uv run python benchmarks/data_loading.py --quick            # CPU, about a minute (batch 4, 2 steps, 3 recordings a class)
     uv run python benchmarks/data_loading.py                    # CPU, batch 16, 5 steps
     uv run python benchmarks/data_loading.py --device cuda      # -> results/data_loading-<gpu>.json
 """
@@ -47,15 +48,8 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks`, `tests` and
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lightning_snn.bench.harness import (  # noqa: E402
-    default_result_path,
-    describe_device,
-    format_table,
-    measure_step_memory,
-    median,
-    resolve_device,
-    setup_torch,
-    time_call,
-    write_results,
+    add_common_args, default_result_path, describe_device, format_table, interleaved_timing, measure_step_memory,
+    median, positive_int, resolve_device, setup_torch, time_call, write_results,
 )
 from lightning_snn.data import CIFAR10DVSDataModule  # noqa: E402
 from lightning_snn.methods import BPTT  # noqa: E402
@@ -91,27 +85,20 @@ def make_datamodule(root: Path, batch_size: int, cache: bool, num_workers: int) 
     )
 
 
-class LoaderClock:
-    """Endless training-loader iterator whose ``take(n)`` returns the seconds each of n batches took."""
+class EndlessLoader:
+    """The training loader of a DataModule, restarted at the end of every epoch; ``take(n)`` loads n batches."""
 
     def __init__(self, dm: CIFAR10DVSDataModule) -> None:
         self.dm = dm
         self.it = iter(dm.train_dataloader())
-        self.samples = 0
 
-    def take(self, n: int) -> list[float]:
-        times = []
+    def take(self, n: int) -> None:
         for _ in range(n):
-            start = time.perf_counter()
             try:
-                x, _ = next(self.it)
+                next(self.it)
             except StopIteration:
                 self.it = iter(self.dm.train_dataloader())
-                start = time.perf_counter()
-                x, _ = next(self.it)
-            times.append(time.perf_counter() - start)
-            self.samples += len(x)
-        return times
+                next(self.it)
 
 
 def build_step(batch_size: int, device: torch.device, seed: int = 0):
@@ -133,16 +120,10 @@ def build_step(batch_size: int, device: torch.device, seed: int = 0):
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cpu", help="device of the training step: cpu or cuda[:i] (default: cpu)")
-    p.add_argument("--quick", action="store_true", help="CPU run of about a minute: batch 4, 2 timed steps")
-    p.add_argument("--batch-size", type=int, default=None, help="default: 16 (4 with --quick)")
-    p.add_argument("--steps", type=int, default=None, help="timed training steps (default: 5, 2 with --quick)")
-    p.add_argument("--per-class", type=int, default=None, help="recordings per class (default: 8, 3 with --quick)")
-    p.add_argument("--events", type=int, default=100_000, help="events per recording (default: 100000)")
+    add_common_args(p, BENCHMARK, quick_help="CPU run of about a minute: batch 4, 2 timed steps, 3 recordings a class")
+    p.add_argument("--per-class", type=positive_int, default=None, help="recordings per class (default: 8, 3 with --quick)")
+    p.add_argument("--events", type=positive_int, default=100_000, help="events per recording (default: 100000)")
     p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (default: 0, the worst case)")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: number of cores)")
-    p.add_argument("--out", type=Path, default=None, help="result JSON (default: benchmarks/results/data_loading[-<gpu>].json)")
-    p.add_argument("--no-write", action="store_true", help="print the table only")
     return p.parse_args(argv)
 
 
@@ -172,33 +153,31 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         n_built = n_train + len(cached.test_set)
         cache_bytes = sum(p.stat().st_size for p in (root / "cache").rglob("*.pt"))
 
-        clocks = {"uncached": LoaderClock(uncached), "cached": LoaderClock(cached)}
-        clocks["uncached"].take(1)  # warm-up: first batch of each loader
-        clocks["cached"].take(1)
+        loaders = {"uncached": EndlessLoader(uncached), "cached": EndlessLoader(cached)}
+        for loader in loaders.values():  # warm-up: first batch of each loader
+            loader.take(1)
         # one epoch of each loader alone, before any training step
         epoch_batches = max(1, n_train // batch_size)
-        isolated = {mode: median(clocks[mode].take(epoch_batches)) for mode in ("uncached", "cached")}
+        isolated = {mode: time_call(lambda: loader.take(epoch_batches), device) / epoch_batches
+                    for mode, loader in loaders.items()}
 
         model, optimizer, x, y, step = build_step(batch_size, device)
-        time_call(step, device)
+        warmup = args.warmup if args.warmup is not None else (3 if device.type == "cuda" else 1)
+        for _ in range(warmup):
+            step()
         reset_states(model.backbone)
         memory = measure_step_memory(step, model, optimizer, [x, y], device)
 
-        per_step_batches = {"uncached": 2, "cached": max(2, n_train // batch_size)}
-        batch_times: dict[str, list[float]] = {"uncached": [], "cached": []}
-        step_times: list[float] = []
-        for i in range(steps):
-            step_times.append(time_call(step, device))
-            for mode in ("cached", "uncached") if i % 2 else ("uncached", "cached"):
-                batch_times[mode] += clocks[mode].take(per_step_batches[mode])
-            print(f"step {i + 1}/{steps}: {step_times[-1]:.3f} s; batch load cached "
-                  f"{median(batch_times['cached']) * 1e3:.1f} ms, uncached {median(batch_times['uncached']) * 1e3:.1f} ms",
-                  flush=True)
+        per_call = {"uncached": 2, "cached": max(2, n_train // batch_size)}  # loader batches per training step
+        times, contention = interleaved_timing(
+            {"step": step, **{mode: (lambda m=mode: loaders[m].take(per_call[m])) for mode in loaders}}, steps, device,
+            wait_idle_s=args.wait_idle, retries=args.retries, max_foreign_share=args.max_foreign,
+        )
 
-    step_s = median(step_times)
+    step_s = median(times["step"])
     records = []
     for mode in ("uncached", "cached"):
-        per_batch = median(batch_times[mode])
+        per_batch = median(times[mode]) / per_call[mode]
         sps = batch_size / per_batch
         records.append({
             "method": "bptt",
@@ -213,11 +192,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             **memory,
             "loader_samples_per_s": sps,
             "loader_time_per_batch_s": per_batch,
-            "loader_batches_timed": len(batch_times[mode]),
+            "loader_batches_timed": len(times[mode]) * per_call[mode],
             "loader_samples_per_s_alone": batch_size / isolated[mode],
             "loader_to_step_ratio": per_batch / step_s,
             "target_ratio": TARGET_RATIO,
             "meets_target": per_batch / step_s < TARGET_RATIO,
+            **contention,
         })
     extra = {
         "benchmark": BENCHMARK,

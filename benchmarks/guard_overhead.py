@@ -18,13 +18,13 @@ noise of the first (two medians of ~50-100 ms steps) can exceed the few percent 
 Run::
 
     uv run python benchmarks/guard_overhead.py --quick            # CPU, well under a minute
+    uv run python benchmarks/guard_overhead.py --threads 1 --steps 100   # results/guard_overhead.json (README, docs)
     uv run python benchmarks/guard_overhead.py --device cuda      # -> results/guard_overhead-<gpu>.json
 """
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -35,14 +35,8 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` and `lightni
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lightning_snn.bench.harness import (  # noqa: E402
-    add_common_args,
-    default_result_path,
-    format_table,
-    interleaved_timing,
-    median,
-    resolve_device,
-    setup_torch,
-    write_results,
+    add_common_args, default_result_path, format_table, interleaved_timing, median, resolve_device, setup_torch,
+    time_call, write_results,
 )
 from lightning_snn.callbacks import SpikingGuard  # noqa: E402
 from lightning_snn.data import DigitsDataModule  # noqa: E402
@@ -74,13 +68,7 @@ def make_steps(device: torch.device, batch_size: int) -> tuple[dict[str, Any], i
     hook_times: list[float] = []
 
     def hook(fn: Any, *args: Any) -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn(trainer, *args)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        hook_times[-1] += time.perf_counter() - start
+        hook_times[-1] += time_call(lambda: fn(trainer, *args), device)
 
     def step(model: BPTT, with_guard: bool) -> None:
         opt = optimizers[id(model)]

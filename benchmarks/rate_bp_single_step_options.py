@@ -24,9 +24,10 @@ indicative of the size of the effect, not of its exact value at batch 128). The 
 ``--nets cifar10_resnet18`` (seeds 0-2) and ``--nets cifar10dvs_vggsnn_dvs --seeds 0 1`` (each run merges
 its nets into the existing JSON).
 
-Run::
+Gradients are compared with :func:`lightning_snn.bench.fidelity.gradient_difference`. Run::
 
-    OMP_NUM_THREADS=1 uv run python benchmarks/rate_bp_single_step_options.py   # ResNet ~10 min, VGGSNN ~10 min per seed (one core)
+    uv run python benchmarks/rate_bp_single_step_options.py   # ResNet ~10 min, VGGSNN ~10 min per seed (one thread)
+    uv run python benchmarks/rate_bp_single_step_options.py --quick   # ResNet-18, batch 2, seed 0 -> ..._quick.json
 """
 from __future__ import annotations
 
@@ -37,14 +38,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` and `lightning_snn` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from lightning_snn.bench.accuracy import add_accuracy_args, result_path  # noqa: E402
+from lightning_snn.bench.fidelity import StepGradients, gradient_difference, step_gradients  # noqa: E402
+from lightning_snn.bench.harness import positive_int, resolve_device, setup_torch, write_results  # noqa: E402
 from lightning_snn.methods import RateBP  # noqa: E402
 
-RESULT = Path(__file__).resolve().parent / "results" / "rate_bp_single_step_options.json"
+BENCHMARK = "rate_bp_single_step_options"
+WHAT = ("relative L2 gradient difference |g_a - g_b| / |g_b| per parameter tensor, one float64 training step, "
+        "same weights and batch; b is RateBP(step_mode='s') with rate_bn_stats='time_average', "
+        "rate_input='mean_frame' unless stated")
 
 NETS: dict[str, dict[str, Any]] = {
     # configs/rate_bp/cifar10_resnet18_rate_s.yaml
@@ -78,22 +84,13 @@ def batch(name: str, spec: dict[str, Any], seed: int) -> tuple[torch.Tensor, tor
     return torch.randn(b, c, h, w, generator=g, dtype=torch.float64), y
 
 
-def step(model: RateBP, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-    model.train()
-    model.zero_grad(set_to_none=True)
-    out = model(x)
-    loss = F.cross_entropy(out.mean(0), y)
-    loss.backward()
-    return loss.detach(), out.detach().mean(0), [p.grad.detach().clone() for p in model.parameters()]
-
-
-def compare(names: list[str], ga: list[torch.Tensor], gb: list[torch.Tensor]) -> dict[str, Any]:
-    rel = {n: float((a - b).norm() / b.norm()) for n, a, b in zip(names, ga, gb) if b.norm() > 0}
-    worst = max(rel, key=rel.get)
-    first_conv = next(n for n in names if n.endswith("weight") and ga[names.index(n)].dim() == 4)
-    whole = float(torch.cat([(a - b).flatten() for a, b in zip(ga, gb)]).norm() / torch.cat([b.flatten() for b in gb]).norm())
-    return {"max_rel_l2": rel[worst], "max_tensor": worst, "first_conv": first_conv,
-            "first_conv_rel_l2": rel[first_conv], "whole_rel_l2": whole}
+def compare(a: StepGradients, b: StepGradients) -> dict[str, Any]:
+    """The row of one comparison: the largest per-tensor difference, the first conv's and the whole gradient's."""
+    diff = gradient_difference(a.grads, b.grads)
+    first_conv = next(n for n, g in a.grads.items() if n.endswith("weight") and g.dim() == 4)
+    return {"max_rel_l2": diff["max_tensor_rel"], "max_tensor": diff["max_tensor"], "first_conv": first_conv,
+            "first_conv_rel_l2": diff["per_tensor"][first_conv], "whole_rel_l2": diff["rel_l2"],
+            "same_loss": bool(torch.equal(a.loss, b.loss)), "same_logits": bool(torch.equal(a.logits, b.logits))}
 
 
 # (label, variant a, variant b): the row reports |g_a - g_b| / |g_b| per tensor
@@ -107,15 +104,14 @@ DVS_BPTT = [  # the repository's DVS command without --rate_flag (Rate-BP, plain
 ]
 
 
-def run(seeds: list[int], nets: list[str]) -> dict[str, Any]:
+def run(seeds: list[int], nets: list[str], batch_size: int | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for name in nets:
-        spec = NETS[name]
+        spec = NETS[name] if batch_size is None else {**NETS[name], "batch": batch_size}
         comparisons = COMPARISONS + (DVS_BPTT if name.startswith("cifar10dvs") else [])
         torch.manual_seed(0)
         state = make(spec).state_dict()
         variants = {json.dumps(kw, sort_keys=True): kw for _, *kws in comparisons for kw in kws}
-        names: list[str] = []
         rows: dict[str, list[dict[str, Any]]] = {label: [] for label, *_ in comparisons}
         for seed in seeds:
             x, y = batch(name, spec, seed)
@@ -123,14 +119,10 @@ def run(seeds: list[int], nets: list[str]) -> dict[str, Any]:
             for key, kw in variants.items():  # one model alive at a time (the BPTT graphs are large in float64)
                 model = make(spec, **kw)
                 model.load_state_dict(state)
-                names = [n for n, _ in model.named_parameters()]
-                done[key] = step(model, x, y)
+                done[key] = step_gradients(model, x, y)
                 del model
             for label, kw_a, kw_b in comparisons:
-                loss_a, out_a, g_a = done[json.dumps(kw_a, sort_keys=True)]
-                loss_b, out_b, g_b = done[json.dumps(kw_b, sort_keys=True)]
-                row = compare(names, g_a, g_b)
-                row.update(seed=seed, same_loss=bool(torch.equal(loss_a, loss_b)), same_logits=bool(torch.equal(out_a, out_b)))
+                row = {**compare(done[json.dumps(kw_a, sort_keys=True)], done[json.dumps(kw_b, sort_keys=True)]), "seed": seed}
                 rows[label].append(row)
                 print(f"{name:22s} {label:30s} seed {seed}: max {row['max_rel_l2']:.3f} ({row['max_tensor']}), "
                       f"first conv {row['first_conv_rel_l2']:.3f}, whole {row['whole_rel_l2']:.3f}, "
@@ -148,26 +140,32 @@ def run(seeds: list[int], nets: list[str]) -> dict[str, Any]:
     return results
 
 
+def records_from(nets: dict[str, Any]) -> list[dict[str, Any]]:
+    """One record per net, comparison and seed (ARCHITECTURE.md's schema; a fidelity benchmark: no timing)."""
+    return [{"method": "RateBP", "backbone": net["settings"]["backbone"], "T": net["settings"]["T"],
+             "batch_size": net["settings"]["batch"], "step_time_s": None, "peak_mem_bytes": None,
+             "mem_source": "not measured (gradient fidelity)", "net": name, "comparison": label, **row}
+            for name, net in nets.items() for label, comp in net["comparisons"].items() for row in comp["per_seed"]]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--nets", nargs="+", choices=sorted(NETS), default=sorted(NETS))
-    parser.add_argument("--out", type=Path, default=RESULT)
+    add_accuracy_args(parser, BENCHMARK, seeds=[0, 1, 2], quick_help="seed 0, batch 2, cifar10_resnet18 only (unless --nets)",
+                      data=False)
+    parser.add_argument("--nets", nargs="+", choices=sorted(NETS), default=None, help="default: all")
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="default: 8 (2 with --quick)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    nets = run(args.seeds, args.nets)
-    if args.out.is_file():  # keep the other nets' rows of an earlier run
-        nets = {**json.loads(args.out.read_text()).get("nets", {}), **nets}
-    results = {
-        "what": "relative L2 gradient difference |g_a - g_b| / |g_b| per parameter tensor, one float64 training step, "
-                "same weights and batch; b is RateBP(step_mode='s') with rate_bn_stats='time_average', "
-                "rate_input='mean_frame' unless stated",
-        "dtype": "float64",
-        "nets": dict(sorted(nets.items())),
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    device = resolve_device("cpu")
+    setup_torch(device, args.threads)
+    seeds = args.seeds[:1] if args.quick else args.seeds
+    nets = run(seeds, args.nets or (["cifar10_resnet18"] if args.quick else sorted(NETS)),
+               args.batch_size or (2 if args.quick else None))
+    out = result_path(args, BENCHMARK)
+    if out.is_file():  # keep the other nets' rows of an earlier run
+        nets = {**json.loads(out.read_text()).get("nets", {}), **nets}
+    nets = dict(sorted(nets.items()))
+    if not args.no_write:
+        print(f"wrote {write_results(records_from(nets), device, out, what=WHAT, dtype='float64', nets=nets)}")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Real-data parity: the mirroring configs trained on the shared real MNIST / N-MNIST subsets, next to
 what the official code reaches on the same data, schedule and seeds.
 
-Each recipe is run through the library's own CLI path (:func:`lightning_snn.cli.build_cli` on the config
-file, with command-line overrides), so the benchmark trains exactly what ``lightning-snn fit --config ...``
-trains. The overrides only point the run at the shared data and shorten it; each is listed in the JSON:
+Each recipe is run through the library's own CLI path (:func:`lightning_snn.bench.accuracy.fit_config`:
+:func:`lightning_snn.cli.build_cli` on the config file, with command-line overrides), so the benchmark trains
+exactly what ``lightning-snn fit --config ...`` trains. The overrides only point the run at the shared data and
+shorten it (:func:`lightning_snn.bench.accuracy.config_overrides` and this recipe's own); each is in the JSON:
 
 * ``--data.init_args.root <shared data>``, ``--trainer.max_epochs E``, ``--seed_everything S``;
 * ``--data.init_args.seed S`` as well: the DataModule's shuffling sampler has its own seed (default 0),
@@ -30,25 +31,22 @@ Run (shared machine: one thread, in the background; the full run takes about an 
 recipes or seeds can run in separate processes and be merged with ``--combine``)::
 
     uv run python benchmarks/real_data.py --threads 1 > real_data.log 2>&1 &
-    uv run python benchmarks/real_data.py --quick      # a few batches per recipe, about a minute
+    uv run python benchmarks/real_data.py --quick      # a few batches per recipe -> results/real_data_quick.json
     uv run python benchmarks/real_data.py --only stbp_mnist_mnistnet --seeds 1 2 --out part1.json
     uv run python benchmarks/real_data.py --combine part1.json part2.json     # -> results/real_data.json
 
-The shared data folder is ``$LIGHTNING_SNN_SHARED_DATA`` or ``../shared/data`` next to the repository.
+The shared data folder is ``--data``, else ``$LIGHTNING_SNN_SHARED_DATA``, else ``../shared/data`` next to the
+repository. The runs use one torch thread unless ``--threads`` says otherwise.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
-import math
-import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -60,17 +58,11 @@ import lightning as L  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
-from lightning_snn.bench.harness import (  # noqa: E402
-    default_result_path,
-    format_table,
-    load_average,
-    measure_step_memory,
-    median,
-    positive_int,
-    resolve_device,
-    setup_torch,
-    write_results,
+from lightning_snn.bench.accuracy import (  # noqa: E402
+    add_accuracy_args, config_overrides, fit_config, mean_std, measure_fit_memory, per_epoch_summary,
+    require_shared_data, result_path, rounded, shared_data_dir,
 )
+from lightning_snn.bench.harness import format_table, load_average, median, positive_int, resolve_device, setup_torch, write_results  # noqa: E402
 
 BENCHMARK = "real_data"
 REPO = Path(__file__).resolve().parent.parent
@@ -143,11 +135,6 @@ QUICK_BATCHES = {"limit_train_batches": 4, "limit_val_batches": 2}
 
 
 # ----------------------------------------------------------------------------------------- helpers
-def shared_data_dir() -> Path:
-    """``$LIGHTNING_SNN_SHARED_DATA`` or ``../shared/data`` next to the repository."""
-    return Path(os.environ.get("LIGHTNING_SNN_SHARED_DATA", REPO.parent / "shared" / "data"))
-
-
 def git_commit() -> dict[str, Any]:
     """HEAD of the repository and whether the measured code differs from it (None outside git)."""
     def git(*args: str) -> str | None:
@@ -160,49 +147,6 @@ def git_commit() -> dict[str, Any]:
     # what the measurement depends on: the package, the configs and the benchmarks (not the docs)
     status = git("status", "--porcelain", "--untracked-files=no", "--", "lightning_snn", "configs", "benchmarks", "pyproject.toml", "uv.lock")
     return {"commit": head, "dirty": None if status is None else bool(status), "branch": git("rev-parse", "--abbrev-ref", "HEAD")}
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
-    """Mean and sample standard deviation (n - 1; None for a single value)."""
-    values = [float(v) for v in values]
-    if not values:
-        return math.nan, None
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
-
-
-def _rounded(x: float | None, nd: int = 2) -> float | None:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), nd)
-
-
-class EpochRecorder(L.Callback):
-    """Test accuracy after every validation epoch, training accuracy per epoch, and training-step times."""
-
-    def __init__(self) -> None:
-        self.test_acc: list[float] = []
-        self.test_loss: list[float] = []
-        self.train_acc: list[float] = []
-        self.train_loss: list[float] = []
-        self.step_times: list[float] = []
-        self._t0 = 0.0
-
-    def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
-        self._t0 = time.perf_counter()
-
-    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        self.step_times.append(time.perf_counter() - self._t0)
-
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
-        m = trainer.callback_metrics
-        self.test_acc.append(100.0 * float(m["val/acc"]))
-        self.test_loss.append(float(m["val/loss"]))
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        m = trainer.callback_metrics
-        self.train_acc.append(100.0 * float(m["train/acc"]))
-        if "train/loss" in m:
-            self.train_loss.append(float(m["train/loss"]))
 
 
 class OfficialOrder(L.Callback):
@@ -234,118 +178,40 @@ class OfficialOrder(L.Callback):
 
 
 def cli_overrides(recipe: Recipe, seed: int, data_root: Path, work_dir: Path, quick: bool) -> tuple[list[str], list[str]]:
-    """Command-line overrides for one run, and the notes on the schedule that the JSON states."""
-    cfg = yaml.safe_load((REPO / recipe.config).read_text())
-    callbacks = [cb for cb in (cfg.get("trainer", {}).get("callbacks") or [])
-                 if not str(cb.get("class_path", "")).endswith("ModelCheckpoint")]
-    args = [
-        "--config", str(REPO / recipe.config),
-        "--seed_everything", str(seed),
-        "--data.init_args.root", str(data_root),
-        "--data.init_args.seed", str(seed),
-        "--data.init_args.num_workers", "0",
-        "--trainer.max_epochs", str(recipe.epochs),
-        "--trainer.accelerator", "cpu",
-        "--trainer.devices", "1",
-        "--trainer.logger", "false",
-        "--trainer.enable_checkpointing", "false",
-        "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_model_summary", "false",
-        "--trainer.num_sanity_val_steps", "0",
-        "--trainer.callbacks", json.dumps(callbacks),
-        "--trainer.default_root_dir", str(work_dir / "run"),
-        "--test_after_fit", "false",
-    ]
+    """Command-line overrides for one run (:func:`lightning_snn.bench.accuracy.config_overrides` and the
+    recipe's own), and the notes on the schedule that the JSON states."""
+    config = REPO / recipe.config
+    args = config_overrides(config, seed=seed, epochs=recipe.epochs, data_root=data_root, work_dir=work_dir,
+                            limits=QUICK_BATCHES if quick else None)
     if recipe.dataset == "NMNIST":  # the shared folder is read-only: bin into a cache of our own
         args += ["--data.init_args.cache_dir", str(work_dir / "cache")]
     notes = []
-    sched = cfg.get("lr_scheduler")
+    sched = yaml.safe_load(config.read_text()).get("lr_scheduler")
     if recipe.constant_lr and sched:
         args += ["--lr_scheduler", "null"]
         notes.append(f"config's lr_scheduler {sched.get('class_path')} {sched.get('init_args', {})} removed "
                      "(--lr_scheduler null): the official script never steps its scheduler, so its lr is constant")
     elif recipe.constant_lr:
         notes.append("constant lr: the config has no lr_scheduler, as the official run")
-    if quick:
-        for key, value in QUICK_BATCHES.items():
-            args += [f"--trainer.{key}", str(value)]
     return args, notes
 
 
-def measure_memory(cli: Any) -> dict[str, Any]:
-    """Peak memory of one more training step (``lightning_snn.bench.harness.measure_step_memory``) after the run."""
-    model, trainer = cli.model, cli.trainer
-    optimizer = trainer.optimizers[0]
-    x, y = next(iter(cli.datamodule.train_dataloader()))
-    model.train()
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        model.compute_loss(model(x), y).backward()  # training_step without its logging (no loop is running)
-        optimizer.step()
-
-    memory = dict(measure_step_memory(step, model, optimizer, [x, y], torch.device("cpu")))
-    if isinstance(getattr(model, "solver_results", None), list):  # IDE: drop the solver report of that step
-        model.solver_results.clear()
-    return memory
-
-
 def run_one(recipe: Recipe, seed: int, data_root: Path, work_dir: Path, quick: bool, with_memory: bool) -> dict[str, Any]:
-    """Train one seed of a recipe through the CLI; returns its per-epoch figures."""
-    from lightning_snn.cli import build_cli
-
+    """Train one seed of a recipe through the CLI (:func:`lightning_snn.bench.accuracy.fit_config`); returns
+    its per-epoch figures."""
     args, notes = cli_overrides(recipe, seed, data_root, work_dir, quick)
-    start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        cli = build_cli(args, run=False)
-        recorder = EpochRecorder()
-        cli.trainer.callbacks.append(recorder)
-        if recipe.official_order:
-            cli.trainer.callbacks.append(OfficialOrder(cli.datamodule))
-        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    wall = time.perf_counter() - start
-    hp = cli.model.hparams
-    out: dict[str, Any] = {
-        "seed": seed,
-        "test_acc": [round(a, 2) for a in recorder.test_acc],
-        "test_loss": [round(v, 4) for v in recorder.test_loss],
-        "train_acc": [round(a, 2) for a in recorder.train_acc],
-        "step_time_s": median(recorder.step_times),
-        "steps": len(recorder.step_times),
-        "wall_s": round(wall, 1),
-        "lr_final": float(cli.trainer.optimizers[0].param_groups[0]["lr"]),
-        "schedule_notes": notes,
-        "cli_args": [_portable(a, data_root, work_dir) for a in args],
-        "meta": {
-            "method": type(cli.model).__name__,
-            "backbone": hp.get("backbone"),
-            "T": int(hp.get("T")),
-            "batch_size": int(cli.datamodule.batch_size),
-            "parameters": sum(p.numel() for p in cli.model.parameters()),
-            "optimizer": type(cli.trainer.optimizers[0]).__name__,
-            "lr_schedulers": [type(c.scheduler).__name__ for c in cli.trainer.lr_scheduler_configs],
-            "train_samples": len(cli.datamodule.train_set),
-            "test_samples": len(cli.datamodule.val_set),
-        },
-    }
+    cli, run = fit_config(args, callbacks=lambda cli: [OfficialOrder(cli.datamodule)] if recipe.official_order else [])
+    out = {"seed": seed, **run, "schedule_notes": notes, "cli_args": [_portable(a, data_root, work_dir) for a in args]}
     if with_memory:
-        out["memory"] = measure_memory(cli)
+        out["memory"] = measure_fit_memory(cli)
     return out
 
 
 def build_record(recipe: Recipe, runs: list[dict[str, Any]]) -> dict[str, Any]:
     """One JSON record per recipe: the runs, mean ± std per epoch, and the official figures beside them."""
     meta = runs[0]["meta"]
-    epochs = min(len(r["test_acc"]) for r in runs)
-    per_epoch = []
-    for e in range(epochs):
-        m, s = mean_std([r["test_acc"][e] for r in runs])
-        row: dict[str, Any] = {"epoch": e + 1, "test_acc_mean": _rounded(m), "test_acc_std": _rounded(s)}
-        if all(len(r["train_acc"]) > e for r in runs):
-            tm, ts = mean_std([r["train_acc"][e] for r in runs])
-            row.update(train_acc_mean=_rounded(tm), train_acc_std=_rounded(ts))
-        per_epoch.append(row)
+    per_epoch = per_epoch_summary(runs)
+    epochs = len(per_epoch)
     memory = next((r["memory"] for r in runs if "memory" in r), {})
     final = per_epoch[-1] if per_epoch else {}
     record: dict[str, Any] = {
@@ -397,18 +263,18 @@ def compare_official(official: Official, runs: list[dict[str, Any]], epochs: int
         comparable=True,
         epoch=epochs,
         test_acc_per_seed={str(s): official.test_acc[s][epochs - 1] for s in common},
-        test_acc_mean=_rounded(om), test_acc_std=_rounded(osd),
-        delta_mean=_rounded(m - om),
+        test_acc_mean=rounded(om), test_acc_std=rounded(osd),
+        delta_mean=rounded(m - om),
     )
     spread = [v for v in (osd, sd) if v is not None]
     if spread:  # gap in units of the larger of the two seed spreads
-        out["delta_in_std"] = _rounded((m - om) / max(spread))
+        out["delta_in_std"] = rounded((m - om) / max(spread))
     if official.train_acc:
         tr = [official.train_acc[s][epochs - 1] for s in common if s in official.train_acc]
         ours_tr = [r["train_acc"][epochs - 1] for r in runs if r["seed"] in common and len(r["train_acc"]) >= epochs]
         if tr and ours_tr:
-            out["train_acc_mean"] = _rounded(mean_std(tr)[0])
-            out["train_delta_mean"] = _rounded(mean_std(ours_tr)[0] - mean_std(tr)[0])
+            out["train_acc_mean"] = rounded(mean_std(tr)[0])
+            out["train_delta_mean"] = rounded(mean_std(ours_tr)[0] - mean_std(tr)[0])
     return out
 
 
@@ -464,15 +330,11 @@ def markdown_table(records: list[dict[str, Any]]) -> str:
 # -------------------------------------------------------------------------------------------- main
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true",
-                   help=f"one seed, one epoch, {QUICK_BATCHES['limit_train_batches']} training and "
-                        f"{QUICK_BATCHES['limit_val_batches']} test batches per recipe (about a minute)")
-    p.add_argument("--threads", type=positive_int, default=None, help="torch intra-op threads (default: number of cores)")
+    add_accuracy_args(p, BENCHMARK, seeds=None, seeds_help="override every recipe's seeds",
+                      quick_help=f"one seed, one epoch, {QUICK_BATCHES['limit_train_batches']} training and "
+                                 f"{QUICK_BATCHES['limit_val_batches']} test batches per recipe (about a minute)")
     p.add_argument("--only", action="append", choices=sorted(RECIPES), default=None, help="run only this recipe (repeatable)")
-    p.add_argument("--seeds", type=int, nargs="+", default=None, help="override every recipe's seeds")
     p.add_argument("--epochs", type=positive_int, default=None, help="override every recipe's epochs")
-    p.add_argument("--out", type=Path, default=None, help="result JSON (default: benchmarks/results/real_data.json)")
-    p.add_argument("--no-write", action="store_true", help="print the table only")
     p.add_argument("--markdown", type=Path, default=None, metavar="JSON",
                    help="train nothing: print the README table of a result file")
     p.add_argument("--combine", type=Path, nargs="+", default=None, metavar="JSON",
@@ -548,20 +410,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(markdown_table(json.loads(args.markdown.read_text())["records"]))
         return {}
     if args.combine:
-        path = combine(args.combine, args.out or default_result_path(BENCHMARK, resolve_device("cpu")))
+        path = combine(args.combine, result_path(args, BENCHMARK))
         print(f"wrote {path}")
         return {"path": str(path)}
-    data_root = shared_data_dir()
     recipes = selected_recipes(args)
-    missing = sorted({r.dataset for r in recipes if not (data_root / r.dataset).is_dir()})
-    if missing:
-        raise SystemExit(
-            f"real_data benchmark: no {', '.join(missing)} under {data_root} (the shared real-data folder; set "
-            "LIGHTNING_SNN_SHARED_DATA to the folder holding MNIST/ and NMNIST/)"
-        )
+    data_root = require_shared_data(BENCHMARK, args.data or shared_data_dir(), *sorted({r.dataset for r in recipes}))
     device = resolve_device("cpu")
     threads = setup_torch(device, args.threads)
-    out_path = args.out or default_result_path(BENCHMARK if not args.quick else BENCHMARK + "-quick", device)
+    out_path = result_path(args, BENCHMARK, device)
     extra = {
         "benchmark": BENCHMARK, "quick": bool(args.quick), "git": git_commit(), "load_average_start": load_average(),
         "data": "the shared real-data folder ($LIGHTNING_SNN_SHARED_DATA or ../shared/data)",

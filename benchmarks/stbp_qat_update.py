@@ -7,39 +7,40 @@ step is rounded away. Its HEAD (``8769231b``) and :class:`~lightning_snn.callbac
 keep float weights, train them with the straight-through estimator and quantize them in the forward pass.
 This benchmark trains MNISTNet (T = 2, the STBP LIF, spiking output, Adam lr 1e-3 constant, batch 64,
 RandomHorizontalFlip + Normalize: configs/stbp/mnist_mnistnet_q4.yaml) both ways on the shared real MNIST
-digits and reports the test accuracy per seed and the share of quantized weights that ever left their
-initial level. The number quoted in the recipe cards' ``qat_update`` deviation comes from here.
+digits (:func:`lightning_snn.bench.accuracy.train_and_test`) and reports the test accuracy per seed and the
+share of quantized weights that ever left their initial level. The number quoted in the recipe cards'
+``qat_update`` deviation comes from here.
 
 Run::
 
     uv run python benchmarks/stbp_qat_update.py --quick     # seed 1, 40 steps -> results/stbp_qat_update_quick.json
-    uv run python benchmarks/stbp_qat_update.py             # 1 epoch, seeds 1-3 -> results/stbp_qat_update.json
+    uv run python benchmarks/stbp_qat_update.py             # 3 epochs, seeds 1-5 -> results/stbp_qat_update.json
 """
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` and `lightning_snn` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lightning_snn.bench.harness import RESULTS_DIR, describe_device, write_results  # noqa: E402
+from lightning_snn.bench.accuracy import (  # noqa: E402
+    add_accuracy_args, mean_std, require_shared_data, result_path, shared_data_dir, train_and_test,
+)
+from lightning_snn.bench.harness import describe_device, positive_int, resolve_device, setup_torch, write_results  # noqa: E402
 from lightning_snn.callbacks import QuantizationAwareTraining  # noqa: E402
 from lightning_snn.data import MNISTDataModule  # noqa: E402
 from lightning_snn.methods import BPTT  # noqa: E402
 from lightning_snn.quantization import QuantSpec, quantize_symmetric  # noqa: E402
 
+BENCHMARK = "stbp_qat_update"
 STBP_LIF = {"type": "lif", "decay": 0.25, "v_threshold": 0.2, "v_reset": 0.0, "surrogate": {"name": "rectangular", "width": 1.0}}
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+QUICK_STEPS = 40
 
 
 def _layers(model: nn.Module) -> list[nn.Module]:
@@ -67,6 +68,7 @@ def _quantized_weights(model: nn.Module, spec: QuantSpec) -> list[torch.Tensor]:
 
 
 def run(variant: str, seed: int, epochs: int, bits: int, root: str, limit: int | None) -> dict[str, Any]:
+    """Train one variant (``inplace``: the README-era update, ``shadow``: float weights + QAT) for one seed."""
     torch.manual_seed(seed)
     model = BPTT(backbone="mnistnet", num_classes=10, input_shape=(1, 28, 28), T=2, neuron=STBP_LIF,
                  backbone_kwargs={"spiking_output": True})
@@ -76,64 +78,39 @@ def run(variant: str, seed: int, epochs: int, bits: int, root: str, limit: int |
     else:
         requantize_in_place(model, spec)
     start = _quantized_weights(model, spec)
-    dm = MNISTDataModule(root=root, batch_size=64, augment=True)
-    dm.setup("fit")
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    t0 = time.perf_counter()
-    model.train()
-    steps = 0
-    for _ in range(epochs):
-        for i, (x, y) in enumerate(dm.train_dataloader()):
-            if limit is not None and i >= limit:
-                break
-            loss = F.cross_entropy(model.readout(model(x)), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if variant == "inplace":
-                requantize_in_place(model, spec)
-            steps += 1
+    result = train_and_test(model, MNISTDataModule(root=root, batch_size=64, augment=True),
+                            torch.optim.Adam(model.parameters(), lr=1e-3), epochs=epochs, max_batches=limit,
+                            after_step=(lambda: requantize_in_place(model, spec)) if variant == "inplace" else None)
     moved = sum(int((a != b).sum()) for a, b in zip(start, _quantized_weights(model, spec)))
-    total = sum(a.numel() for a in start)
-    model.eval()
-    correct = n = 0
-    with torch.no_grad():
-        for x, y in dm.val_dataloader():
-            correct += int((model.readout(model(x)).argmax(-1) == y).sum())
-            n += len(y)
     return {"method": f"stbp_qat_{variant}", "backbone": "mnistnet", "T": 2, "batch_size": 64, "bits": bits, "seed": seed,
-            "epochs": epochs, "steps": steps, "accuracy": correct / n, "weights_moved": moved / total,
-            "train_time_s": time.perf_counter() - t0}
+            "epochs": epochs, "steps": result.steps, "accuracy": result.accuracy,
+            "weights_moved": moved / sum(a.numel() for a in start), "train_time_s": result.train_s + result.test_s}
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", default=os.environ.get("LIGHTNING_SNN_SHARED_DATA", str(DEFAULT_DATA)))
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    p.add_argument("--bits", type=int, default=4)
-    p.add_argument("--quick", action="store_true", help="one seed, 40 training steps")
-    p.add_argument("--out", default=str(RESULTS_DIR / "stbp_qat_update.json"))
+    add_accuracy_args(p, BENCHMARK, seeds=[1, 2, 3, 4, 5], quick_help=f"the first seed, {QUICK_STEPS} training steps")
+    p.add_argument("--epochs", type=positive_int, default=None, help="training epochs (default 3, 1 with --quick)")
+    p.add_argument("--bits", type=positive_int, default=4, help="weight bits (default 4)")
     args = p.parse_args(argv)
-    if not (Path(args.data) / "MNIST" / "raw").is_dir():
-        raise SystemExit(f"stbp_qat_update: no MNIST under {args.data} (set --data or LIGHTNING_SNN_SHARED_DATA)")
-    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
-    seeds, limit = (args.seeds[:1], 40) if args.quick else (args.seeds, None)
-    records = [run(v, s, args.epochs, args.bits, args.data, limit) for s in seeds for v in ("inplace", "shadow")]
+    root = require_shared_data(BENCHMARK, args.data or shared_data_dir(), "MNIST")
+    device = resolve_device("cpu")
+    setup_torch(device, args.threads)
+    seeds, limit = (args.seeds[:1], QUICK_STEPS) if args.quick else (args.seeds, None)
+    epochs = args.epochs or (1 if args.quick else 3)
+    records = [run(v, s, epochs, args.bits, str(root), limit) for s in seeds for v in ("inplace", "shadow")]
     for r in records:
         print(f"{r['method']:<18} seed {r['seed']}  acc {100 * r['accuracy']:.2f}%  weights moved {100 * r['weights_moved']:.2f}%"
               f"  ({r['train_time_s']:.0f} s)")
     summary = {}
     for v in ("inplace", "shadow"):
-        acc = [r["accuracy"] for r in records if r["method"] == f"stbp_qat_{v}"]
-        summary[v] = {"mean": statistics.mean(acc), "std": statistics.stdev(acc) if len(acc) > 1 else 0.0}
-        print(f"{v}: {100 * summary[v]['mean']:.2f} +- {100 * summary[v]['std']:.2f}%")
-    out = Path(args.out)
-    if args.quick:
-        out = out.with_name(out.stem + "_quick" + out.suffix)
-    path = write_results(records, torch.device("cpu"), out, summary=summary, quick=args.quick,
-                         data="shared MNIST: 6,401 train / 1,599 test real digits")
-    print(f"wrote {path} ({describe_device(torch.device('cpu'))})")
+        mean, std = mean_std(r["accuracy"] for r in records if r["method"] == f"stbp_qat_{v}")
+        summary[v] = {"mean": mean, "std": std}
+        print(f"{v}: {100 * mean:.2f} +- {'-' if std is None else f'{100 * std:.2f}'}%")
+    if not args.no_write:
+        path = write_results(records, device, result_path(args, BENCHMARK), summary=summary, quick=args.quick,
+                             data="shared MNIST: 6,401 train / 1,599 test real digits")
+        print(f"wrote {path} ({describe_device(device)})")
 
 
 if __name__ == "__main__":
