@@ -239,7 +239,7 @@ def export_main(argv: Sequence[str], parser_kwargs: dict[str, Any] | None = None
     the ``QuantizationAwareTraining`` callback and may change only evaluation settings such as ``T``, with a
     notice; any other field that differs from the checkpoint is an error naming it), the checkpoint is loaded
     with ``weights_only=True``, and
-    :func:`lightning_snn.quantization.export_quantized` writes ``<out>.safetensors`` + ``<out>.json``
+    :func:`lightning_snn.export.export_quantized` writes ``<out>.safetensors`` + ``<out>.json``
     (and ``<out>.nir`` with ``--nir``). Further ``--section.key value`` overrides are passed to the config;
     ``parser_kwargs`` go to the config parser (``main`` uses them to report configuration errors briefly).
     """
