@@ -62,8 +62,23 @@ def _same_run_as(config: Path) -> Path | None:
     return None
 
 
-@pytest.mark.parametrize("config", [c for c in CONFIGS if c.parent.name not in CLUSTER_ONLY], ids=lambda p: str(p.relative_to(p.parents[1])))
+def _config_id(p: Path) -> str:
+    return str(p.relative_to(p.parents[1]))
+
+
+@pytest.mark.parametrize("config", [c for c in CONFIGS if c.parent.name not in CLUSTER_ONLY], ids=_config_id)
 def test_config_fast_dev_run(config: Path, tmp_path: Path):
+    _fast_dev_run(config, tmp_path, build_only=f"{config.parent.name}/{config.name}" in BUILD_ONLY)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", [c for c in CONFIGS if f"{c.parent.name}/{c.name}" in BUILD_ONLY], ids=_config_id)
+def test_build_only_config_runs(config: Path, tmp_path: Path):
+    """The configs the default run only builds also run their tiny batch (slow: each repeats a row that runs)."""
+    _fast_dev_run(config, tmp_path, build_only=False)
+
+
+def _fast_dev_run(config: Path, tmp_path: Path, build_only: bool) -> None:
     name = _data_class(config)
     assert name in FAKE_WRITERS, f"{config}: no fake-data writer for {name} in tests/fakes.py"
     FAKE_WRITERS[name](tmp_path / "data")
@@ -94,7 +109,7 @@ def test_config_fast_dev_run(config: Path, tmp_path: Path):
         return
     args += SHRINK_BY_DIR.get((config.parent.name, name), [])
     args += SHRINK_BY_CONFIG.get(f"{config.parent.name}/{config.name}", [])
-    if f"{config.parent.name}/{config.name}" in BUILD_ONLY:
+    if build_only:
         cli = build_cli(args[1:], run=False)
         assert cli.model.backbone.num_classes == cli.datamodule.num_classes
         return
