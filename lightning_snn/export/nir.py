@@ -97,10 +97,12 @@ def _neuron_to_nir(node: BaseNode, shape: tuple[int, ...]) -> nir.NIRNode:
     meta = {"reset": "subtract" if node.v_reset is None else "to_value", "detach_reset": node.detach_reset,
             "fires_on": "v >= v_threshold"}
     vth = float(node.v_threshold)
-    if node.decay == 1.0:
-        return nir.IF(r=full(node.input_scale), v_threshold=full(vth), v_reset=full(c), metadata=meta)
-    tau = 1.0 / (1.0 - node.decay)
-    return nir.LIF(tau=full(tau), r=full(tau * node.input_scale), v_leak=full(c), v_threshold=full(vth),
+    # a learned leak (PLIF: decay and input scale are functions of a parameter) is exported at its current value
+    decay, scale = (float(torch.as_tensor(v).detach()) for v in (node.decay, node.input_scale))
+    if decay == 1.0:
+        return nir.IF(r=full(scale), v_threshold=full(vth), v_reset=full(c), metadata=meta)
+    tau = 1.0 / (1.0 - decay)
+    return nir.LIF(tau=full(tau), r=full(tau * scale), v_leak=full(c), v_threshold=full(vth),
                    v_reset=full(c), metadata=meta)
 
 

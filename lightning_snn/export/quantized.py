@@ -59,6 +59,10 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"cannot export constructor argument of type {type(value).__name__}: {value!r}")
 
 
+def _value(v: Any) -> float:
+    return float(v.detach()) if isinstance(v, torch.Tensor) else float(v)
+
+
 def neuron_table(model: nn.Module) -> list[dict[str, Any]]:
     """Neuron parameters of every spiking layer, in module order."""
     rows = []
@@ -67,9 +71,9 @@ def neuron_table(model: nn.Module) -> list[dict[str, Any]]:
             rows.append({
                 "name": name,
                 "type": type(m).__name__,
-                "v_threshold": float(m.v_threshold),
-                "decay": float(m.decay),
-                "input_scale": float(m.input_scale),
+                "v_threshold": _value(m.v_threshold),
+                "decay": _value(m.decay),  # a learned leak (PLIF) or threshold is written at its current value
+                "input_scale": _value(m.input_scale),
                 "v_reset": m.v_reset,
                 "detach_reset": bool(m.detach_reset),
             })

@@ -137,3 +137,31 @@ def test_export_to_an_unwritable_folder_names_the_file_and_keeps_the_old_export(
     assert faults.hits or not faults.emulated
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no partial or temporary file
     assert isinstance(load_quantized(out / "m"), torch.nn.Module)
+
+
+def test_learned_plif_leak_exports_at_its_current_value(tmp_path):
+    """A PLIF's learned τ goes into the integer export and the NIR graph as the LIF it currently is."""
+    torch.manual_seed(0)
+    model = BPTT(backbone="mnistnet", num_classes=10, input_shape=(1, 8, 8), T=3,
+                 neuron={"type": "plif", "v_threshold": 0.2, "decay_input": False},
+                 backbone_kwargs={"channels": [4, 8], "hidden": 16})
+    for m in model.modules():
+        if hasattr(m, "w"):
+            m.w.data.fill_(0.3)  # τ = 1 + e^-0.3, away from the initial 2
+    QuantizationAwareTraining(bits=8).apply(model)
+    model.eval()
+    graph = to_nir(model.backbone, (1, 8, 8))
+    assert isinstance(graph.nodes["1"], nir.LIF)
+    assert graph.nodes["1"].tau.flat[0] == pytest.approx(1.0 / torch.sigmoid(torch.tensor(0.3)).item(), rel=1e-6)
+    rebuilt = from_nir(graph).eval()
+    frames = model.encode(torch.randn(8, 1, 8, 8) * 2)
+    x = torch.randn(4, 1, 8, 8) * 2
+    with torch.no_grad():
+        reset_states(model)
+        assert torch.equal(rebuilt(frames), model.backbone(frames))
+        reset_states(model)
+        expected = model(x)
+    _, js = export_quantized(model, tmp_path / "plif")
+    assert json.loads(js.read_text())["neurons"][0]["type"] == "PLIFNode"
+    with torch.no_grad():
+        assert torch.equal(load_quantized(tmp_path / "plif")(x), expected)
