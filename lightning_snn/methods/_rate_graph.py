@@ -290,6 +290,11 @@ class RateGraph:
             raise ValueError(
                 f"Rate-BP supports BaseNode (IF/LIF) neurons only; the backbone also holds stateful {sorted(set(others))}"
             )
+        learned_leak = sorted({type(n).__name__ for n in self.neurons
+                               if isinstance(n.decay, torch.Tensor) and n.decay.requires_grad})
+        if learned_leak:  # the rate graph takes λ and k as constants: a learnable τ would silently stay untrained
+            raise ValueError(f"Rate-BP treats the membrane leak as a constant; {learned_leak} learns it (e.g. PLIF's τ): "
+                             "use IF/LIF neurons with Rate-BP, or train the PLIF network with BPTT")
         if any(isinstance(n.v_threshold, nn.Parameter) and n.v_threshold.requires_grad for n in self.neurons):
             warnings.warn("Rate-BP: learnable thresholds receive no gradient in the rate graph", stacklevel=3)
         self._neuron_rec: dict[nn.Module, _NeuronRecord] = {}

@@ -435,6 +435,14 @@ def test_rejects_tet_and_bad_scale():
     RateBP(backbone="mnistnet", input_shape=(1, 8, 8), loss="tet", rate=False)  # BPTT with TET is fine
 
 
+def test_rejects_a_learnable_leak():
+    """PLIF's τ would get no gradient through the rate graph (λ, k are constants there): refused, not left untrained."""
+    model = RateBP(backbone="mnistnet", input_shape=(1, 8, 8), T=2, neuron={"type": "plif"},
+                   backbone_kwargs={"channels": [2, 2], "hidden": 4})
+    with pytest.raises(ValueError, match=r"PLIFNode.*learns it"):
+        model.compute_loss(model(torch.randn(2, 1, 8, 8)), torch.tensor([0, 1]))
+
+
 def test_default_neuron_is_the_papers():
     model = RateBP(backbone="mnistnet", input_shape=(1, 8, 8))
     node = next(m for m in model.modules() if isinstance(m, LIFNode))
