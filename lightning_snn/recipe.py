@@ -61,12 +61,15 @@ VALUE_FIELDS: tuple[str, ...] = (
     "seed",
     "precision",
 )
+#: the default of an optional field that is not checked when a card leaves it out.
+_UNCHECKED = object()
 #: fields a card may leave out; an absent one states the library default given here, which is still checked.
 OPTIONAL_VALUE_FIELDS: dict[str, Any] = {
-    "method": None,  # None: not checked when absent
+    "method": _UNCHECKED,
     "label_smoothing": 0.0,
     "encoding": "direct",
     "step_mode": "m",
+    "T_train": None,  # frames per training batch (SEW ResNet's --T_train); None: all T
 }
 _CARD_KEYS = {"config", "official", "values", "config_values", "deviations"}
 _OFFICIAL_KEYS = {"repository", "commit", "command", "published"}
@@ -313,6 +316,7 @@ def extract_recipe(cli: Any) -> dict[str, Any]:
         "label_smoothing": float(hp.get("label_smoothing", 0.0) or 0.0),
         "encoding": hp.get("encoding", "direct"),
         "step_mode": hp.get("step_mode", "m"),
+        "T_train": hp.get("t_train"),
     }
 
 
@@ -342,7 +346,7 @@ def compare_card(card: Mapping[str, Any], actual: Mapping[str, Any], config_valu
     checked: list[tuple[str, Any, Any]] = []
     values = dict(card["values"])
     for field, default in OPTIONAL_VALUE_FIELDS.items():
-        if field not in values and default is not None:
+        if field not in values and default is not _UNCHECKED:
             values[field] = default
     for field, official in values.items():
         checked.append((field, official, actual.get(field)))

@@ -99,6 +99,12 @@ def test_optional_fields_hold_their_default(example):
     card, actual = example
     status = {f.field: f.status for f in compare_card(card, dict(actual, label_smoothing=0.1), {})}
     assert status["label_smoothing"] == "undeclared"
+    # T_train: absent means every frame (None), so a config that subsamples frames must say so on its card
+    assert actual["T_train"] is None
+    status = {f.field: f.status for f in compare_card(card, dict(actual, T_train=12), {})}
+    assert status["T_train"] == "undeclared"
+    stated = dict(card, values=dict(card["values"], T_train=12))
+    assert {f.field: f.status for f in compare_card(stated, dict(actual, T_train=12), {})}["T_train"] == "match"
 
 
 def test_config_values_and_schedule_defaults(example):

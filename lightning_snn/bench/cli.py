@@ -104,8 +104,9 @@ def build_parser(table: dict[str, MethodEntry] | None = None, *, source: bool = 
                    "ann always runs)")
     p.add_argument("--T", type=comma_list(int), nargs="+", default=None,
                    help="time steps, e.g. 2,4,8 (default: the config's T; --backbone: 2,4,8)")
-    p.add_argument("--precision", "--amp", choices=sorted(PRECISIONS), default="32",
-                   help="autocast precision (default 32; bf16 also on CPU)")
+    p.add_argument("--precision", "--amp", choices=sorted(PRECISIONS), default=None if source else "32",
+                   help="autocast precision (default: the config's trainer.precision with --config, else 32; "
+                   "bf16 also on CPU)" if source else "autocast precision (default 32; bf16 also on CPU)")
     p.add_argument("--lr", type=float, default=0.01,
                    help="learning rate of the --accuracy-steps training (SGD, momentum 0.9, as every timed step; default 0.01)")
     p.add_argument("--plot", type=Path, default=None, help="PNG path (default: the JSON's with .png)")
@@ -119,6 +120,7 @@ def build_parser(table: dict[str, MethodEntry] | None = None, *, source: bool = 
 def resolve_config(config: Path) -> tuple[dict[str, Any], Any]:
     """The model fields a fit config resolves to (through the CLI parser, no training) and its DataModule."""
     from ..cli import build_cli
+    from ..recipe import _configured_precision
 
     if not config.is_file():
         raise SystemExit(f"lightning-snn bench: --config {config}: no such file")
@@ -141,8 +143,22 @@ def resolve_config(config: Path) -> tuple[dict[str, Any], Any]:
               "neuron": hp.get("neuron"), "num_classes": int(cli.model.num_classes),
               "input_shape": tuple(cli.model.input_shape), "T": int(cli.model.T),
               "batch_size": int(getattr(cli.datamodule, "batch_size", 0) or 0),
-              "method": type(cli.model).__name__}
+              "method": type(cli.model).__name__, "precision": _configured_precision(cli.config, cli.trainer)}
     return fields, cli.datamodule
+
+
+def resolve_precision(args: argparse.Namespace, fields: dict[str, Any]) -> tuple[str, str]:
+    """``(precision, where it came from)``: ``--precision`` when given, else the config's ``trainer.precision``
+    (in Lightning's unified names, as ``fit`` would be asked for it), else 32."""
+    if args.precision is not None:
+        return args.precision, "--precision"
+    configured = fields.get("precision")
+    if configured is None:
+        return "32", "default"
+    if configured not in PRECISIONS:
+        raise SystemExit(f"lightning-snn bench: --config {args.config}: trainer.precision {configured!r} has no autocast "
+                         f"equivalent here; give --precision (one of {', '.join(sorted(PRECISIONS))})")
+    return configured, "config trainer.precision"
 
 
 def resolve_setting(args: argparse.Namespace, device: torch.device) -> tuple[BenchSetting, list[int], Any, dict[str, Any]]:
@@ -163,12 +179,13 @@ def resolve_setting(args: argparse.Namespace, device: torch.device) -> tuple[Ben
         fields["backbone_kwargs"] = {**fields["backbone_kwargs"], **args.backbone_kwargs}
     if args.neuron is not None:
         fields["neuron"] = args.neuron
+    fields["precision"], fields["precision_source"] = resolve_precision(args, fields)
     Ts = flat(args.T) or default_T
     batch = args.batch_size or (4 if args.quick else default_batch)
     setting = BenchSetting(
         backbone=fields["backbone"], num_classes=fields["num_classes"], input_shape=fields["input_shape"],
         T=Ts[0], batch=batch, device=device, backbone_kwargs=fields["backbone_kwargs"],
-        neuron=dict(fields["neuron"]) if fields["neuron"] else None, amp=PRECISIONS[args.precision], label=args.label,
+        neuron=dict(fields["neuron"]) if fields["neuron"] else None, amp=PRECISIONS[fields["precision"]], label=args.label,
     )
     return setting, Ts, dm, fields
 
@@ -236,7 +253,8 @@ def bench_main(argv: Sequence[str] | None = None, *, table: dict[str, MethodEntr
                            warmup=args.warmup if args.warmup is not None else (3 if gpu else 1),
                            wait_idle_s=args.wait_idle, retries=args.retries, max_foreign_share=args.max_foreign)
     print(f"bench: {setting.backbone_label} {list(setting.input_shape)} -> {setting.num_classes} classes on "
-          f"{describe_device(device)} ({threads} threads), batch {setting.batch}, T {Ts}, precision {args.precision}, "
+          f"{describe_device(device)} ({threads} threads), batch {setting.batch}, T {Ts}, precision {fields['precision']} "
+          f"({fields['precision_source']}), "
           f"{timing.warmup} warm-up + 1 memory + {timing.steps} timed steps; methods {', '.join(names)}", flush=True)
     from tqdm.auto import tqdm
 
@@ -270,7 +288,7 @@ def bench_main(argv: Sequence[str] | None = None, *, table: dict[str, MethodEntr
         "benchmark": "bench", "config": str(args.config) if args.config else None, "config_method": fields.get("method"),
         "backbone": setting.backbone, "backbone_kwargs": setting.backbone_kwargs, "neuron": setting.neuron,
         "input_shape": list(setting.input_shape), "num_classes": setting.num_classes, "Ts": Ts,
-        "precision": args.precision, "timing": vars(timing), "optimizer": f"SGD(momentum=0.9), lr 0.01 timed, {args.lr} for the accuracy steps",
+        "precision": fields["precision"], "precision_source": fields["precision_source"], "timing": vars(timing), "optimizer": f"SGD(momentum=0.9), lr 0.01 timed, {args.lr} for the accuracy steps",
         "accuracy_data": data_info, "elapsed_s": round(time.perf_counter() - t0, 1),
         "loadavg_start": load_start, "loadavg_end": load_average(), **(extra or {}),
     }

@@ -101,6 +101,11 @@ class SpikingClassifier(L.LightningModule):
             ``ce`` loss and of the accuracy: ``mean`` (frequency decoding, the default), ``sum`` (sparch's
             readout, whose cross-entropy takes the sum over T of the per-step softmax of a leaky integrator)
             or ``max`` (the maximum over T of a membrane readout, as in Cramer et al. 2020's SHD networks).
+        t_train: train on ``t_train`` of the ``T`` frames of each event batch, a random subset in time order
+            drawn afresh for every training batch and shared by its samples; evaluation, prediction and any
+            forward in eval mode use all ``T`` frames (:meth:`select_train_frames`). SEW ResNet's
+            ``--T_train`` (Fang et al. 2021, ``dvsgesture/train.py``). None (default): all frames. Needs
+            event data ``[B, T, C, H, W]``; must lie in ``[1, T]`` (checked when fitting starts).
     """
 
     def __init__(
@@ -121,10 +126,13 @@ class SpikingClassifier(L.LightningModule):
         no_weight_decay: Sequence[str] | None = None,
         mixup: dict[str, Any] | None = None,
         time_readout: Literal["mean", "sum", "max"] = "mean",
+        t_train: int | None = None,
     ) -> None:
         super().__init__()
         if T < 1:
             raise ValueError(f"T (time steps) must be >= 1, got {T}")
+        if t_train is not None and (isinstance(t_train, bool) or not isinstance(t_train, int) or t_train < 1):
+            raise ValueError(f"t_train (training frames per event batch) must be an integer >= 1 or None, got {t_train!r}")
         if encoding not in ("direct", "poisson"):
             raise ValueError(f"encoding must be 'direct' or 'poisson', got {encoding!r}")
         if loss not in ("ce", "tet"):
@@ -147,6 +155,7 @@ class SpikingClassifier(L.LightningModule):
         self.encoding = encoding
         self.loss_kind = loss
         self.time_readout = time_readout
+        self.t_train = t_train
         self.tet_lambda = tet_lambda
         self.label_smoothing = label_smoothing
         self.step_mode = step_mode
@@ -182,10 +191,16 @@ class SpikingClassifier(L.LightningModule):
         """Turn a batch into the time-major ``[T, B, ...]`` tensor the backbone expects.
 
         Static images ``[B, C, H, W]`` are encoded over ``T`` steps; event frames ``[B, T, C, H, W]``
-        are transposed once.
+        are transposed once, and in training mode cut to ``t_train`` frames when it is set
+        (:meth:`select_train_frames`).
         """
         if x.dim() == 4:
             self._check_frame(tuple(x.shape[1:]), x.shape)
+            if self.t_train is not None:
+                raise ValueError(
+                    f"t_train={self.t_train} selects frames of event batches [B, T, C, H, W], but got static images of "
+                    f"shape {tuple(x.shape)}; set model.init_args.t_train to null (or T to the steps wanted)"
+                )
             return direct_encoding(x, self.T) if self.encoding == "direct" else poisson_encoding(x, self.T)
         if x.dim() == 5:
             self._check_frame(tuple(x.shape[2:]), x.shape)
@@ -194,8 +209,39 @@ class SpikingClassifier(L.LightningModule):
                     f"event batch of shape {tuple(x.shape)} has T={x.shape[1]} frames but the model was built with "
                     f"T={self.T}; set model.init_args.T to the DataModule's T"
                 )
-            return x.transpose(0, 1)
+            seq = x.transpose(0, 1)
+            return self.select_train_frames(seq) if self.training and self.t_train is not None else seq
         raise ValueError(f"expected images [B, C, H, W] or event frames [B, T, C, H, W], got a batch of shape {tuple(x.shape)}")
+
+    def select_train_frames(self, seq: torch.Tensor) -> torch.Tensor:
+        """``t_train`` of the ``T`` steps of a time-major event batch ``[T, B, ...]``, in time order.
+
+        SEW ResNet's training-time frame subset (Fang et al., NeurIPS 2021; ``train_one_epoch`` of
+        ``dvsgesture/train.py``): ``T_train`` distinct indices drawn uniformly from ``range(T)`` without
+        replacement, sorted, one draw per batch applied to every sample (``image[:, sec_list]``). The draw
+        uses torch's global CPU generator, so ``seed_everything`` and exact resume cover it.
+        """
+        if self.t_train is None:
+            return seq
+        T = seq.shape[0]
+        self._check_t_train(T)
+        idx = torch.randperm(T)[: self.t_train].sort().values
+        return seq.index_select(0, idx.to(seq.device))
+
+    def _check_t_train(self, T: int | None = None) -> None:
+        """``t_train`` may not exceed the frames there are (the model's ``T``, or those of the batch at hand).
+
+        Checked when fitting starts and on every training batch, not when the model is built: a checkpoint trained
+        with ``t_train`` may be evaluated at a smaller ``T`` (an evaluation setting), never fitted so."""
+        T = self.T if T is None else T
+        if self.t_train is not None and self.t_train > T:
+            raise ValueError(
+                f"t_train={self.t_train} (training frames per event batch) exceeds the T={T} frames there are; set "
+                "model.init_args.t_train to at most model.init_args.T"
+            )
+
+    def on_fit_start(self) -> None:
+        self._check_t_train()
 
     def _check_frame(self, frame: tuple[int, ...], shape: torch.Size) -> None:
         if frame != self.input_shape:

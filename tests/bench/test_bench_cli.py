@@ -64,6 +64,9 @@ def test_every_method_row_schema_png_and_skip_reasons(tiny_config: Path, tmp_pat
     assert rows["revsnn"]["status"] == "skipped" and "reversible backbone" in rows["revsnn"]["reason"]
     table = capsys.readouterr().out
     assert "revsnn" in table and "RevSNN needs a reversible backbone" in table
+    # no --precision: the config's trainer.precision (Lightning's default 32-true here), and the header says so
+    assert "precision 32-true (config trainer.precision)" in table
+    assert payload["precision"] == "32-true" and payload["precision_source"] == "config trainer.precision"
 
 
 def _exploding(at_T: int, exc: type[BaseException]) -> MethodEntry:
@@ -120,6 +123,31 @@ def test_schema_check_names_the_fault() -> None:
     bad["records"][0].update(status="error", error="")
     with pytest.raises(ValueError, match="must say why"):
         validate_results(bad)
+
+
+@pytest.mark.parametrize("configured, flag, expected", [
+    ("bf16-mixed", [], ("bf16-mixed", "bf16", "config trainer.precision")),
+    ("16", [], ("16-mixed", "fp16", "config trainer.precision")),  # in Lightning's unified name
+    ("bf16-mixed", ["--precision", "32"], ("32", None, "--precision")),  # an explicit --precision wins
+])
+def test_precision_defaults_to_the_configs(tiny_config: Path, configured: str, flag: list[str], expected) -> None:
+    from lightning_snn.bench.cli import build_parser, resolve_setting
+
+    tiny_config.write_text(TINY_CONFIG + f"trainer:\n  precision: {configured}\n")
+    args = build_parser().parse_args(["--config", str(tiny_config), *flag])
+    setting, _, _, fields = resolve_setting(args, torch.device("cpu"))
+    assert (fields["precision"], setting.amp, fields["precision_source"]) == expected
+
+
+def test_precision_help_and_unsupported_config_precision(tiny_config: Path) -> None:
+    from lightning_snn.bench.cli import build_parser, resolve_setting
+
+    assert "config's trainer.precision" in " ".join(build_parser().format_help().split())
+    assert build_parser(source=False).parse_args([]).precision == "32"  # benchmarks/ scripts without --config
+    tiny_config.write_text(TINY_CONFIG + "trainer:\n  precision: 64-true\n")
+    args = build_parser().parse_args(["--config", str(tiny_config)])
+    with pytest.raises(SystemExit, match=r"trainer.precision '64-true' has no autocast equivalent.*give --precision"):
+        resolve_setting(args, torch.device("cpu"))
 
 
 def test_argument_lists() -> None:
