@@ -16,7 +16,9 @@ All three papers build on the same pieces, arranged differently:
 
   - ``attention="ssa"`` (Spikformer Sec. 3.2, Eq. 9-11): ``SN_0.5((q k^T) v * s)``, no softmax, fixed scale s;
   - ``attention="sdsa"`` (Spike-driven Transformer Sec. 3, SDSA): ``q * SN_0.5(SUM_c(k * v))``, the
-    Hadamard products and the column sum over tokens replacing both matrix products;
+    Hadamard products and the column sum over tokens replacing both matrix products; ``erode=True`` is the
+    official DVS mode (``MS_SSA_Conv(dvs=True)``): the :class:`Erode` 3x3 max-pooling (stride 1) on the k and
+    v spikes over the token grid, and on ``k * v`` and ``q * SN(.)`` over the (token, channel-in-head) axes;
 
   then ``Conv1x1 -> BN``. ``neuron_first=True`` fires the input first (pre-activation: Spikingformer,
   RevSFormer, the Spike-driven Transformer's membrane shortcut, where the block input is a membrane
@@ -33,12 +35,14 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..neurons import BatchNormThroughTime, NeuronFactory, StepMode
 from .layers import TimeDistributed
 
 __all__ = [
+    "Erode",
     "ResidualBlock",
     "SpikingDropPath",
     "SpikingMLP",
@@ -78,6 +82,19 @@ def trunc_normal_init(module: nn.Module, types: tuple[type[nn.Module], ...]) -> 
             nn.init.trunc_normal_(m.weight, std=0.02)  # a=-2, b=2 absolute: the distribution of timm's
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+
+
+class Erode(nn.Module):
+    """The official ``Erode`` of the Spike-driven Transformer's DVS mode (``module/ms_conv.py``):
+    ``nn.MaxPool3d(kernel_size=(1, 3, 3), stride=1, padding=(0, 1, 1))`` on ``[T, B, A, H, W]``, a 3x3 max
+    over the last two axes that keeps the shape. Computed as the equal 2-d max-pooling of every ``H x W``
+    plane of ``[..., H, W]`` (at least 3-d): the official MaxPool3d's CPU backward rejects the non-contiguous
+    gradient that the head merge after it sends back."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() < 3:
+            raise ValueError(f"Erode needs a [..., A, H, W] input (at least 3-d), got shape {tuple(x.shape)}")
+        return F.max_pool2d(x.reshape(-1, *x.shape[-2:]), kernel_size=3, stride=1, padding=1).reshape(x.shape)
 
 
 class SpikingDropPath(nn.Module):
@@ -166,6 +183,8 @@ class SpikingSelfAttention(nn.Module):
         qkv_bias: bias of the q / k / v projections (Spikformer's CIFAR ``nn.Linear``: True).
         neuron_first: fire the input (``proj_lif`` first) or the output (``proj_lif`` last).
         attention: ``"ssa"`` or ``"sdsa"``.
+        erode: the official SDSA DVS mode (the :class:`Erode` max-poolings; ``"sdsa"`` only). The k / v
+            pooling runs on the token grid, so the input must be ``[..., C, H, W]``.
     """
 
     def __init__(
@@ -180,12 +199,15 @@ class SpikingSelfAttention(nn.Module):
         qkv_bias: bool = False,
         neuron_first: bool = True,
         attention: Literal["ssa", "sdsa"] = "ssa",
+        erode: bool = False,
     ) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim {dim} must be divisible by num_heads {num_heads}")
         if attention not in ("ssa", "sdsa"):
             raise ValueError(f"attention must be 'ssa' or 'sdsa', got {attention!r}")
+        if erode and attention != "sdsa":
+            raise ValueError("erode (the Spike-driven Transformer's DVS mode) applies to attention='sdsa' only")
         self.dim = dim
         self.num_heads = num_heads
         self.scale = float(scale)
@@ -205,6 +227,7 @@ class SpikingSelfAttention(nn.Module):
         self.proj_conv = TimeDistributed(nn.Conv1d(dim, dim, 1, bias=True))
         self.proj_bn = BatchNormThroughTime(dim)
         self.drop_path = SpikingDropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.erode = Erode() if erode else None
 
     def _heads(self, t: torch.Tensor) -> torch.Tensor:
         # [..., C, N] -> [..., heads, N, C / heads]
@@ -217,13 +240,21 @@ class SpikingSelfAttention(nn.Module):
             x = self.proj_lif(x)
         x = x.flatten(-2)  # [..., C, N]
         q = self._heads(self.q_lif(self.q_bn(self.q_conv(x))))
-        k = self._heads(self.k_lif(self.k_bn(self.k_conv(x))))
-        v = self._heads(self.v_lif(self.v_bn(self.v_conv(x))))
+        k = self.k_lif(self.k_bn(self.k_conv(x)))
+        v = self.v_lif(self.v_bn(self.v_conv(x)))
+        if self.erode is not None:  # DVS mode: the k and v spikes pooled on the token grid
+            k, v = (self.erode(t.reshape(shape)).flatten(-2) for t in (k, v))
+        k, v = self._heads(k), self._heads(v)
         if self.attention == "ssa":
             out = (q @ k.transpose(-2, -1)) @ v * self.scale  # [..., heads, N, d], no softmax
             out = self.attn_lif(out.transpose(-1, -2).reshape(x.shape))  # [..., C, N], heads concatenated
         else:  # SDSA: q masks the spiking column sum (over the N tokens) of k * v
-            out = q * self.attn_lif((k * v).sum(-2, keepdim=True))
+            kv = k * v
+            if self.erode is not None:  # DVS mode: pooled over (token, channel-in-head), before and after
+                kv = self.erode(kv)
+            out = q * self.attn_lif(kv.sum(-2, keepdim=True))
+            if self.erode is not None:
+                out = self.erode(out)
             out = out.transpose(-1, -2).reshape(x.shape)
         out = self.proj_bn(self.proj_conv(out))
         if not self.neuron_first:
