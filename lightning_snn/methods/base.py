@@ -210,7 +210,7 @@ class SpikingClassifier(L.LightningModule):
                     f"T={self.T}; set model.init_args.T to the DataModule's T"
                 )
             seq = x.transpose(0, 1)
-            return self.select_train_frames(seq) if self.training and self.t_train is not None else seq
+            return self.select_train_frames(seq) if self.training else seq
         raise ValueError(f"expected images [B, C, H, W] or event frames [B, T, C, H, W], got a batch of shape {tuple(x.shape)}")
 
     def select_train_frames(self, seq: torch.Tensor) -> torch.Tensor:
